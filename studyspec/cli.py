@@ -1,0 +1,202 @@
+"""The `studyspec` command. Nothing here imports torch: jobs run in worker processes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Declarative studies of sparse neural networks: plan, launch, collect.")
+
+SpecArg = typer.Argument(..., help="study spec (YAML)", show_default=False)
+StoreOpt = typer.Option(None, "--store", help="job store directory (default: the spec's output.store)")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def user_errors(fn):
+    """Print user errors as located messages and exit 2, never with a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            print(str(e), file=sys.stderr)
+            raise typer.Exit(2)
+    return wrapper
+
+
+def _load(spec: Path):
+    from .load import load
+
+    return load(spec)
+
+
+def _plan_and_store(spec: Path, store: Optional[Path]):
+    from .plan import build
+    from .store import Store
+
+    loaded = _load(spec)
+    return loaded, build(loaded.study), Store(store or loaded.study.output.store)
+
+
+@app.command()
+@user_errors
+def validate(spec: Path = SpecArg):
+    """Check a spec (schema, references, sweep) and exit 2 with located errors if it is wrong."""
+    loaded = _load(spec)
+    s = loaded.study
+    print(f"{spec}: ok (study {s.study}: {len(s.runs)} runs, {len(s.paths)} paths)")
+
+
+def _state(store, job_id: str) -> str:
+    import fcntl
+
+    if store.is_done(job_id):
+        return "done"
+    lock = store.lock(job_id)
+    if lock.exists():
+        with open(lock) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return "running"
+    return "failed" if store.log(job_id).exists() else "to run"
+
+
+def _table(plan, store, states: bool):
+    from rich.table import Table
+
+    table = Table(title=f"study {plan.study.study}", title_justify="left")
+    for col in ["stage", "kind", "name", "jobs", "done"] + (["running", "failed"] if states else []) + ["to run"]:
+        table.add_column(col, justify="right" if col not in ("kind", "name") else "left")
+    counts = {}
+    for stage, jobs in enumerate(plan.stages()):
+        by_name: dict[tuple, list] = {}
+        for job in jobs:
+            key = (job.kind, ", ".join(plan.names_of(job.id)))
+            by_name.setdefault(key, []).append(job.id)
+        for (kind, name), ids in by_name.items():
+            st = [_state(store, j) if states else ("done" if store.is_done(j) else "to run") for j in ids]
+            for s in st:
+                counts[s] = counts.get(s, 0) + 1
+            row = [str(stage), kind, name, str(len(ids)), str(st.count("done"))]
+            row += [str(st.count("running")), str(st.count("failed"))] if states else []
+            table.add_row(*row, str(st.count("to run")))
+    return table, counts
+
+
+def _describe(plan) -> str:
+    axes = " x ".join(f"{d.name}={len(d.values)}" for d in plan.dims) or "no sweep"
+    kinds = {k: sum(j.kind == k for j in plan.jobs.values()) for k in ("train", "path")}
+    return f"{len(plan.jobs)} jobs ({kinds['train']} train, {kinds['path']} path) over {axes}"
+
+
+@app.command()
+@user_errors
+def plan(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
+    """Print the DAG of jobs: stages, counts, what is done and what would run. Writes nothing."""
+    loaded, p, st = _plan_and_store(spec, store)
+    console = _console()
+    table, counts = _table(p, st, states=False)
+    console.print(table)
+    console.print(f"{_describe(p)}; {counts.get('done', 0)} done, {counts.get('to run', 0)} to run; store {st.root}")
+
+
+@app.command()
+@user_errors
+def status(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
+    """Show per stage how many jobs are done, running, failed or still to run."""
+    loaded, p, st = _plan_and_store(spec, store)
+    console = _console()
+    table, counts = _table(p, st, states=True)
+    console.print(table)
+    for jid in p.jobs:
+        if _state(st, jid) == "failed":
+            console.print(f"[red]failed[/] {', '.join(p.names_of(jid))} {jid}: log {st.log(jid)}")
+    console.print(f"{_describe(p)}; " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+
+
+def _launch(spec: Path, store: Optional[Path], workers: Optional[int]):
+    from .executors.local import run_local
+
+    loaded, p, st = _plan_and_store(spec, store)
+    console = _console()
+    console.print(f"study {p.study.study}: {_describe(p)}")
+    outcome = run_local(p, st, workers or loaded.study.launch.workers, console)
+    console.print(f"ran {len(outcome.ran)}, already done {len(outcome.skipped)}, "
+                  f"failed {len(outcome.failed)}, not started (upstream failed) {len(outcome.blocked)}")
+    for jid, log in outcome.failed.items():
+        console.print(f"[red]failed[/] {', '.join(p.names_of(jid))} {jid}: see {log}")
+    return loaded, p, st, outcome
+
+
+WorkersOpt = typer.Option(None, "--workers", "-j", min=1, help="parallel jobs (default: launch.workers or CPU count)")
+
+
+@app.command()
+@user_errors
+def launch(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Optional[int] = WorkersOpt):
+    """Run every job that is not done yet, in dependency order."""
+    *_, outcome = _launch(spec, store, workers)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def _collect(loaded, p, st, out: Optional[Path]):
+    from .collect import collect as build_dataset, write
+
+    ds = build_dataset(p, st, loaded.source.text)
+    path = write(ds, out or Path(loaded.study.output.results) / f"{loaded.study.study}.nc")
+    _console().print(f"wrote {path} ({ds.attrs['jobs_collected']}/{ds.attrs['jobs_total']} jobs; "
+                     f"variables: {', '.join(sorted(ds.data_vars))})")
+    return path
+
+
+OutOpt = typer.Option(None, "--out", "-o", help="netCDF file (default: <output.results>/<study>.nc)")
+
+
+@app.command()
+@user_errors
+def collect(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, out: Optional[Path] = OutOpt):
+    """Merge the finished jobs' shards into one netCDF dataset."""
+    _collect(*_plan_and_store(spec, store), out)
+
+
+@app.command()
+@user_errors
+def run(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Optional[int] = WorkersOpt,
+        out: Optional[Path] = OutOpt):
+    """launch, wait, then collect."""
+    loaded, p, st, outcome = _launch(spec, store, workers)
+    _collect(loaded, p, st, out)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema():
+    """Print the JSON Schema of a study spec (for editor completion and validation)."""
+    from .spec import Study
+
+    print(json.dumps(Study.model_json_schema(by_alias=True), indent=2))
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

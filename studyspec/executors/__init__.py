@@ -1,0 +1,1 @@
+"""Executors run a plan's jobs: `local` (processes on this machine)."""

@@ -1,0 +1,107 @@
+"""The planner: a checked study -> a DAG of content-addressed jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .hashing import job_id
+from .refs import run_order
+from .spec import Study, split_ref
+from .sweep import Dim, apply, dims, points
+
+
+@dataclass(frozen=True)
+class Job:
+    """One runner call. `config` is complete (defaults included) for the runner;
+    `key` is the same config without defaults, whose hash is `id`."""
+
+    id: str
+    kind: str  # "train" or "path"
+    config: dict
+    key: dict
+    deps: tuple[str, ...]
+    stage: int
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Where a job's results go in the collected dataset: (run or path name, sweep point)."""
+
+    kind: str
+    name: str
+    index: dict[str, int]  # dim name -> coordinate index
+    job: str
+
+
+@dataclass
+class Plan:
+    study: Study
+    dims: list[Dim]
+    jobs: dict[str, Job] = field(default_factory=dict)  # in dependency order
+    cells: list[Cell] = field(default_factory=list)
+
+    def stages(self) -> list[list[Job]]:
+        out: list[list[Job]] = []
+        for job in self.jobs.values():
+            while len(out) <= job.stage:
+                out.append([])
+            out[job.stage].append(job)
+        return out
+
+    def names_of(self, job_id: str) -> list[str]:
+        return sorted({c.name for c in self.cells if c.job == job_id})
+
+
+def _dump(model, defaults: bool) -> Any:
+    return model.model_dump(mode="json", by_alias=True, exclude_defaults=not defaults)
+
+
+def _resolve(model, ids: dict[str, str], defaults: bool) -> dict:
+    """Dump a regime or path with its references replaced by {job, artifact}."""
+    out = _dump(model, defaults)
+    # discriminators are required fields, kept even by exclude_defaults
+    for field_name, ref in model.refs().items():
+        run, artifact = split_ref(ref)
+        out[field_name] = {"job": ids[run], "artifact": artifact}
+    return out
+
+
+def build(study: Study) -> Plan:
+    plan = Plan(study=study, dims=dims(study))
+    order = run_order(study)
+    for point in points(study):
+        at = apply(study, point)
+        ids: dict[str, str] = {}
+        stage: dict[str, int] = {}
+        shared = {name: (_dump(getattr(at, name), True), _dump(getattr(at, name), False))
+                  for name in ("data", "model", "train")}
+        for name in order:
+            regime = at.runs[name]
+            deps = tuple(dict.fromkeys(ids[split_ref(r)[0]] for r in regime.refs().values()))
+            full = {"kind": "train", "seed": at.seed, **{k: v[0] for k, v in shared.items()},
+                    "regime": _resolve(regime, ids, True)}
+            key = {"kind": "train", "seed": at.seed, **{k: v[1] for k, v in shared.items()},
+                   "regime": _resolve(regime, ids, False)}
+            if regime.uses_sparsity:
+                full["regime"]["sparsity"] = key["regime"]["sparsity"] = at.sparsity
+            ids[name] = _add(plan, full, key, deps, 1 + max((plan.jobs[d].stage for d in deps), default=-1))
+            stage[name] = plan.jobs[ids[name]].stage
+            plan.cells.append(Cell("train", name, point["_index"], ids[name]))
+        for name, path in at.paths.items():
+            ends = [split_ref(r)[0] for r in path.refs().values()]
+            deps = tuple(dict.fromkeys(ids[r] for r in ends))
+            full = {"kind": "path", "seed": at.seed, "data": shared["data"][0],
+                    "model": shared["model"][0], "path": _resolve(path, ids, True)}
+            key = {"kind": "path", "seed": at.seed, "data": shared["data"][1],
+                   "model": shared["model"][1], "path": _resolve(path, ids, False)}
+            pid = _add(plan, full, key, deps, 1 + max(stage[r] for r in ends))
+            plan.cells.append(Cell("path", name, point["_index"], pid))
+    return plan
+
+
+def _add(plan: Plan, full: dict, key: dict, deps: tuple, stage: int) -> str:
+    jid = job_id(key)
+    if jid not in plan.jobs:
+        plan.jobs[jid] = Job(jid, full["kind"], full, key, deps, stage)
+    return jid

@@ -1,0 +1,98 @@
+"""References between runs (`prune.final`, `prune.init`, `prune.step[200]`): checks and order."""
+
+from __future__ import annotations
+
+from .errors import Problem, closest
+from .spec import Study, ref_step, split_ref
+
+
+def run_edges(study: Study) -> dict[str, dict[str, str]]:
+    """run -> {field: reference} for every run."""
+    return {name: regime.refs() for name, regime in study.runs.items()}
+
+
+def run_order(study: Study) -> list[str]:
+    """Run names, each after the runs it references (the spec was checked: no cycles)."""
+    order: list[str] = []
+    edges = run_edges(study)
+
+    def visit(name):
+        if name in order:
+            return
+        for ref in edges[name].values():
+            visit(split_ref(ref)[0])
+        order.append(name)
+
+    for name in study.runs:
+        visit(name)
+    return order
+
+
+def check_references(spec) -> list[Problem]:
+    study: Study = spec.study
+    problems: list[Problem] = []
+    runs = list(study.runs)
+
+    def check(where: tuple, ref: str, as_mask: bool):
+        run, artifact = split_ref(ref)
+        if run not in study.runs:
+            guess = closest(run, runs)
+            problems.append(spec.problem(
+                where, f"no run named {run!r} (runs: {', '.join(runs)})",
+                f"did you mean '{guess}.{artifact}'?" if guess else "reference a run defined under `runs:`"))
+            return
+        target = study.runs[run]
+        step = ref_step(artifact)
+        if as_mask and not target.has_mask:
+            problems.append(spec.problem(
+                where, f"run {run!r} (regime {target.regime}) has no mask",
+                "take the mask of a run that has one, e.g. a prune run"))
+        elif artifact == "mask" and not as_mask:
+            problems.append(spec.problem(
+                where, "a mask is not a set of weights", f"use {run}.init, {run}.final or {run}.step[N]"))
+        elif step is not None:
+            if step > study.train.steps:
+                problems.append(spec.problem(
+                    where, f"step {step} is past the end of training ({study.train.steps} steps)"))
+            elif step not in study.train.checkpoints:
+                problems.append(spec.problem(
+                    where, f"step {step} is not kept", f"add {step} to train.checkpoints"))
+
+    for name, regime in study.runs.items():
+        for field, ref in regime.refs().items():
+            check(("runs", name, field), ref, as_mask=(field == "mask"))
+    for name, path in study.paths.items():
+        for field, ref in path.refs().items():
+            check(("paths", name, field), ref, as_mask=False)
+    if not problems:
+        problems += _cycles(spec)
+    return problems
+
+
+def _cycles(spec) -> list[Problem]:
+    edges = run_edges(spec.study)
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = finished
+
+    def visit(name, stack):
+        state[name] = 1
+        for field, ref in edges[name].items():
+            target = split_ref(ref)[0]
+            if state.get(target) == 1:
+                cycle = stack[stack.index(target):] + [name, target] if target != name else [name, name]
+                cycle = list(dict.fromkeys(cycle[:-1])) + [target]
+                return spec.problem(("runs", name, field),
+                                    "runs reference each other in a cycle: " + " -> ".join(cycle),
+                                    "a run can only use artifacts of runs that do not depend on it")
+            if state.get(target) is None:
+                found = visit(target, stack + [name])
+                if found:
+                    return found
+        state[name] = 2
+        return None
+
+    for name in edges:
+        if name not in state:
+            found = visit(name, [])
+            if found:
+                return [found]
+    return []

@@ -1,0 +1,13 @@
+"""pydantic models of a study spec (YAML). Unknown keys are errors."""
+
+from .base import ARTIFACT, Name, Ref, Strict, ref_step, split_ref
+from .paths import AnyPath, Linear, PathQuery
+from .regimes import AnyRegime, Dense, FixedMask, Prune, PruneSchedule, Regime
+from .study import Launch, Output, Study
+from .train import Data, LRSchedule, Model, Optimizer, Train
+
+__all__ = [
+    "ARTIFACT", "AnyPath", "AnyRegime", "Data", "Dense", "FixedMask", "LRSchedule", "Launch",
+    "Linear", "Model", "Name", "Optimizer", "Output", "PathQuery", "Prune", "PruneSchedule",
+    "Ref", "Regime", "Strict", "Study", "Train", "ref_step", "split_ref",
+]

@@ -1,0 +1,66 @@
+"""The on-disk layout of jobs: one directory per job id. This class alone knows it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old content or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Store:
+    """`<root>/<job id>/` holds job.json, the artifacts, log.txt and shard.json.
+
+    A job is done exactly when its shard.json exists: the shard is written last,
+    atomically, so a crashed job never looks done.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).absolute()
+
+    def run_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def job_file(self, job_id: str) -> Path:
+        return self.run_dir(job_id) / "job.json"
+
+    def shard(self, job_id: str) -> Path:
+        return self.run_dir(job_id) / "shard.json"
+
+    def log(self, job_id: str) -> Path:
+        return self.run_dir(job_id) / "log.txt"
+
+    def lock(self, job_id: str) -> Path:
+        return self.run_dir(job_id) / "lock"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "_cache"
+
+    def is_done(self, job_id: str) -> bool:
+        return self.shard(job_id).exists()
+
+    def read_shard(self, job_id: str) -> dict:
+        return json.loads(self.shard(job_id).read_text())
+
+    def prepare(self, job) -> Path:
+        """Write job.json for `job` (a plan.Job) and return its run directory."""
+        record = {"id": job.id, "kind": job.kind, "config": job.config, "key": job.key,
+                  "deps": list(job.deps)}
+        write_atomic(self.job_file(job.id), json.dumps(record, indent=1, sort_keys=True))
+        return self.run_dir(job.id)

@@ -1,0 +1,105 @@
+"""Sweep axes: which fields vary, the dimensions they make, and the points they span."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .errors import Problem
+from .spec import Study
+
+ROOTS = ("seed", "sparsity", "data", "model", "train")
+RESERVED = ("run", "path", "step", "t")
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One dimension of the results: a single axis, or a group of zipped axes."""
+
+    name: str
+    axes: tuple[str, ...]  # spec fields, e.g. ("train.optimizer.lr",)
+    values: tuple[tuple, ...]  # one tuple (a value per axis) per coordinate
+
+
+def dim_name(axis: str) -> str:
+    return axis.rsplit(".", 1)[-1]
+
+
+def dims(study: Study) -> list[Dim]:
+    out = []
+    for axis, values in study.sweep.items():
+        if axis == "zip":
+            for group in values:
+                axes = tuple(group)
+                out.append(Dim(dim_name(axes[0]), axes, tuple(zip(*group.values()))))
+        else:
+            out.append(Dim(dim_name(axis), (axis,), tuple((v,) for v in values)))
+    return out
+
+
+def points(study: Study) -> list[dict[str, Any]]:
+    """Every sweep point as {dim name: coordinate index} plus {axis: value}."""
+    ds = dims(study)
+    out = []
+    for combo in itertools.product(*(range(len(d.values)) for d in ds)):
+        point = {"_index": {d.name: i for d, i in zip(ds, combo)}}
+        for d, i in zip(ds, combo):
+            point.update(dict(zip(d.axes, d.values[i])))
+        out.append(point)
+    return out
+
+
+def apply(study: Study, point: dict[str, Any]) -> Study:
+    """The study with the point's axis values written into its fields."""
+    data = study.model_dump(by_alias=True, exclude={"sweep"})
+    for axis, value in point.items():
+        if axis.startswith("_"):
+            continue
+        *parents, leaf = axis.split(".")
+        node = data
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return Study.model_validate(data)
+
+
+def check_sweep(spec) -> list[Problem]:
+    study: Study = spec.study
+    problems: list[Problem] = []
+    seen: dict[str, str] = {}
+    entries = []  # (axis, where-tuple of its list)
+    for axis, values in study.sweep.items():
+        if axis == "zip":
+            for g, group in enumerate(values):
+                entries += [(a, ("sweep", "zip", g, a)) for a in group]
+        else:
+            entries.append((axis, ("sweep", axis)))
+    for axis, where in entries:
+        if axis.split(".")[0] not in ROOTS:
+            problems.append(spec.problem(where, f"cannot sweep {axis!r}",
+                                         "sweep seed, sparsity or a field under data, model or train, e.g. train.optimizer.lr"))
+            continue
+        name = dim_name(axis)
+        if name in RESERVED or name in seen:
+            problems.append(spec.problem(where, f"axis {axis!r} would make a second dimension named {name!r}"
+                                         + (f" (also {seen[name]!r})" if name in seen else " (reserved)")))
+            continue
+        seen[name] = axis
+        values = study.sweep[axis] if where[1] != "zip" else study.sweep["zip"][where[2]][axis]
+        for i, value in enumerate(values):
+            try:
+                apply(study, {axis: value})
+            except (KeyError, TypeError):
+                problems.append(spec.problem(where, f"{axis!r} is not a field of the spec"))
+                break
+            except ValidationError as e:
+                err = e.errors()[0]
+                msg = err["msg"].removeprefix("Value error, ")
+                if err["type"] == "extra_forbidden":
+                    msg = f"{axis!r} is not a field of the spec"
+                problems.append(spec.problem(where + (i,), f"sweep value {value!r}: {msg}"))
+                break
+    return problems

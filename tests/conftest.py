@@ -1,0 +1,37 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BASE = """\
+study: t
+data: {dataset: mnist1d, batch_size: 256}
+model: {arch: mlp, hidden: [32]}
+train: {steps: 60, eval_every: 20}
+"""
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """Write spec text to a file and return its path."""
+
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def studyspec(*args, cwd=None, check=False):
+    """Run the real command line in a fresh process."""
+    env = dict(os.environ, COLUMNS="200")
+    proc = subprocess.run([sys.executable, "-m", "studyspec", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"studyspec {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,78 @@
+"""The planner: sweep expansion, references resolved per point, content-addressed ids."""
+
+from conftest import BASE
+from studyspec.load import loads
+from studyspec.plan import build
+
+RUNS = """\
+runs:
+  prune: {regime: prune, schedule: {begin: 0.1, end: 0.6, every: 10}}
+  scratch: {regime: fixed_mask, mask: prune.final}
+  lottery: {regime: fixed_mask, mask: prune.final, init: prune.init}
+  dense: {regime: dense}
+paths:
+  bad_to_good: {kind: linear, from: scratch.final, to: prune.final}
+"""
+
+
+def plan_of(text):
+    return build(loads(text).study)
+
+
+def test_sweep_is_cartesian_and_dense_is_shared_across_sparsities():
+    p = plan_of(BASE + "sweep: {seed: [0, 1, 2], sparsity: [0.9, 0.95]}\n" + RUNS)
+    assert [d.name for d in p.dims] == ["seed", "sparsity"]
+    # 6 points x (prune, scratch, lottery, path) + dense once per seed (sparsity does not touch it)
+    assert len(p.jobs) == 6 * 4 + 3
+    assert len(p.cells) == 6 * 5
+    assert [len(s) for s in p.stages()] == [6 + 3, 12, 6]
+
+
+def test_zip_groups_vary_together():
+    p = plan_of(BASE + "sweep:\n  seed: [0, 1]\n  zip:\n    - {train.optimizer.lr: [0.1, 0.2], train.steps: [60, 120]}\n"
+                "runs:\n  dense: {regime: dense}\n")
+    assert [d.name for d in p.dims] == ["seed", "lr"]
+    steps = sorted({(j.config["train"]["optimizer"]["lr"], j.config["train"]["steps"]) for j in p.jobs.values()})
+    assert steps == [(0.1, 60), (0.2, 120)]
+    assert len(p.jobs) == 4
+
+
+def test_references_resolve_to_the_same_sweep_point():
+    p = plan_of(BASE + "sweep: {seed: [0, 1]}\n" + RUNS)
+    by_cell = {(c.name, c.index["seed"]): p.jobs[c.job] for c in p.cells}
+    for seed in (0, 1):
+        prune, scratch, lottery = (by_cell[(n, seed)] for n in ("prune", "scratch", "lottery"))
+        assert scratch.config["regime"]["mask"] == {"job": prune.id, "artifact": "final"}
+        assert lottery.config["regime"]["init"] == {"job": prune.id, "artifact": "init"}
+        assert scratch.deps == (prune.id,) and prune.config["seed"] == seed
+        path = by_cell[("bad_to_good", seed)]
+        assert set(path.deps) == {scratch.id, prune.id}
+        assert path.config["path"]["from"] == {"job": scratch.id, "artifact": "final"}
+
+
+def test_defaults_are_left_out_of_the_id():
+    explicit = BASE.replace("eval_every: 20}", "eval_every: 20, optimizer: {name: sgd, momentum: 0.0}}")
+    a = plan_of(BASE + RUNS)
+    b = plan_of(explicit + RUNS)
+    assert list(a.jobs) == list(b.jobs)
+    c = plan_of(BASE.replace("eval_every: 20}", "eval_every: 20, optimizer: {momentum: 0.5}}") + RUNS)
+    assert not set(a.jobs) & set(c.jobs)
+
+
+def test_launch_settings_do_not_change_ids():
+    a = plan_of(BASE + RUNS)
+    b = plan_of(BASE + RUNS + "launch: {workers: 1}\noutput: {store: elsewhere}\n")
+    assert list(a.jobs) == list(b.jobs)
+
+
+def test_ids_are_pinned():
+    """Changing these ids orphans every user's finished jobs: do it only on purpose."""
+    p = plan_of(BASE + RUNS)
+    names = {c.name: c.job for c in p.cells}
+    assert names == {
+        "prune": "7e496cfd7e17b21a",
+        "scratch": "4d700b9d58ccc5ee",
+        "lottery": "2da3e3a773262937",
+        "dense": "b806ca09ce2b9f6c",
+        "bad_to_good": "a6538dfc203de8f5",
+    }
