@@ -1,0 +1,67 @@
+"""Artifact files of a run directory and references to them.
+
+| artifact  | file        |
+|-----------|-------------|
+| init      | init.pt     |  state_dict at step 0, mask applied
+| final     | final.pt    |  state_dict after the last step
+| mask      | mask.pt     |  {param name: bool tensor}, final mask (runs with a mask)
+| step[N]   | step_N.pt   |  state_dict after N steps
+
+A reference is ``{"job": id, "artifact": name}``; the file lives under ``inputs[id]``.
+All writes are atomic (temp file in the same directory + os.replace).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+_STEP = re.compile(r"^step\[(\d+)\]$")
+_FILES = {"init": "init.pt", "final": "final.pt", "mask": "mask.pt"}
+
+
+def filename(artifact: str) -> str:
+    if artifact in _FILES:
+        return _FILES[artifact]
+    m = _STEP.match(artifact)
+    if m:
+        return step_filename(int(m.group(1)))
+    raise ValueError(f"unknown artifact {artifact!r}; known: init, final, mask, step[N]")
+
+
+def step_filename(n: int) -> str:
+    return f"step_{int(n)}.pt"
+
+
+def resolve(ref: dict, inputs: dict[str, Path]) -> Path:
+    """Path of the file a reference names; FileNotFoundError if it is missing."""
+    job_id = ref["job"]
+    if job_id not in inputs:
+        raise KeyError(f"reference to job {job_id!r}, which is not among this job's inputs {sorted(inputs)}")
+    path = Path(inputs[job_id]) / filename(ref["artifact"])
+    if not path.exists():
+        raise FileNotFoundError(f"artifact {ref['artifact']!r} of job {job_id} not found: {path}")
+    return path
+
+
+def atomic_save(obj, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_state(model: torch.nn.Module, path: Path) -> None:
+    atomic_save({k: v.detach().clone() for k, v in model.state_dict().items()}, path)
+
+
+def load_obj(path: Path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_state(ref: dict, inputs: dict[str, Path]) -> dict:
+    if ref["artifact"] == "mask":
+        raise ValueError(f"reference {ref} names a mask where weights are needed")
+    return load_obj(resolve(ref, inputs))
