@@ -1,0 +1,71 @@
+"""Render the spec reference (docs/spec.md) from the pydantic models, so it cannot drift."""
+
+from __future__ import annotations
+
+import typing
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from .spec import Study
+
+INTRO = """\
+# Spec reference
+
+Generated from the pydantic models by `studyspec schema --markdown > docs/spec.md`;
+a test fails when this file and the code disagree. Unknown keys are errors everywhere.
+References such as `prune.final` name an artifact (`init`, `final`, `mask`, `step[N]`)
+of another run at the same sweep point. `studyspec schema` prints the JSON Schema.
+"""
+
+
+def _type(tp) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _type(args[0])
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a!r}`".replace("'", '"') for a in args)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return " \\| ".join(_type(a) for a in args if a is not type(None)) + (
+            " \\| null" if type(None) in args else "")
+    if origin in (list, tuple):
+        inner = ", ".join(_type(a) for a in args if a is not Ellipsis)
+        return f"list of {inner}" if origin is list else f"[{inner}]"
+    if origin is dict:
+        return f"map of {_type(args[0])} to {_type(args[1])}"
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return f"[{tp.__name__}](#{tp.__name__.lower()})"
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _models(tp, seen: list) -> None:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if tp in seen:
+            return
+        seen.append(tp)
+        for f in tp.model_fields.values():
+            _models(f.annotation, seen)
+    for a in args:
+        _models(a, seen)
+
+
+def markdown() -> str:
+    models: list[type[BaseModel]] = []
+    _models(Study, models)
+    out = [INTRO]
+    for model in models:
+        out.append(f"## {model.__name__}\n")
+        doc = (model.__doc__ or "").strip().splitlines()
+        if doc and not doc[0].startswith("!!!") and "Usage docs" not in doc[0]:
+            out.append(doc[0] + "\n")
+        out.append("| key | type | default | meaning |\n|---|---|---|---|")
+        for name, f in model.model_fields.items():
+            default = "required" if f.default is PydanticUndefined and f.default_factory is None else (
+                f"`{f.get_default(call_default_factory=True)!r}`")
+            if isinstance(f.default, BaseModel):
+                default = "defaults"
+            kind = "map of axis to list of values" if model is Study and name == "sweep" else _type(f.annotation)
+            out.append(f"| `{f.alias or name}` | {kind} | {default} | {f.description or ''} |")
+        out.append("")
+    return "\n".join(out)
