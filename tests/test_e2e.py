@@ -153,3 +153,20 @@ def test_quickstart_prune_beats_scratch(tmp_path):
     assert (final.sel(run="prune") < final.sel(run="scratch")).all()
     assert ds.path_train_loss.dims == ("path", "seed", "t") and ds.sizes["t"] == 29
     assert (ds.path_barrier.sel(path="scratch_to_pruned") > 0.1).all()  # E2: a barrier between bad and good
+
+
+def test_interrupted_launch_stops_its_workers_and_keeps_finished_jobs(study):
+    import signal
+
+    spec, store, _ = study
+    proc = subprocess.Popen([sys.executable, "-m", "studyspec", "launch", str(spec), "--store", str(store), "-j", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(starts(store, p.name) for p in store.glob("*") if p.is_dir()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped" in err and "launch again to run the rest" in err
+    again = studyspec("launch", spec, "--store", store, check=True)
+    assert "ran 8, already done 0" in again.stderr or re.search(r"ran \d, already done [1-7]", again.stderr)

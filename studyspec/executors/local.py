@@ -30,64 +30,87 @@ class Outcome:
         return not self.failed and not self.blocked
 
 
-def _label(plan: Plan, job_id: str) -> str:
+def label(plan: Plan, job_id: str) -> str:
     return f"{'/'.join(plan.names_of(job_id))} {job_id[:8]}"
+
+
+class LocalRun:
+    """One launch: starts workers as their inputs become ready, up to `workers` at once."""
+
+    def __init__(self, plan: Plan, store: Store, workers: int, console: Console):
+        self.plan, self.store, self.workers, self.console = plan, store, workers, console
+        self.out = Outcome(skipped=[j for j in plan.jobs if store.is_done(j)])
+        self.done = set(self.out.skipped)
+        self.pending = [j for j in plan.jobs.values() if j.id not in self.done]
+        self.running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+        self.env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", STUDYSPEC_THREADS="1")
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=console)
+        self.bar = self.progress.add_task("jobs", total=len(self.pending))
+
+    def view(self):
+        table = Table(box=None, show_header=bool(self.running))
+        table.add_column("running")
+        table.add_column("time", justify="right")
+        for jid, (_, started, _) in self.running.items():
+            table.add_row(label(self.plan, jid), f"{time.time() - started:5.1f} s")
+        return Group(self.progress, table)
+
+    def start_ready(self):
+        for job in list(self.pending):
+            bad = next((d for d in job.deps if d in self.out.failed or d in self.out.blocked), None)
+            if bad:
+                self.out.blocked[job.id] = bad
+                self.pending.remove(job)
+                self.progress.advance(self.bar)
+            elif len(self.running) < self.workers and all(d in self.done for d in job.deps):
+                run_dir = self.store.prepare(job)
+                log = open(self.store.log(job.id), "a")
+                proc = subprocess.Popen([sys.executable, "-m", "studyspec.worker", str(run_dir)],
+                                        stdout=log, stderr=subprocess.STDOUT, env=self.env)
+                self.running[job.id] = (proc, time.time(), log)
+                self.pending.remove(job)
+
+    def reap(self):
+        for jid, (proc, started, log) in list(self.running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del self.running[jid]
+            self.progress.advance(self.bar)
+            if proc.returncode == 0 and self.store.is_done(jid):
+                self.done.add(jid)
+                self.out.ran.append(jid)
+                self.console.print(f"[green]done[/]   {label(self.plan, jid)} ({time.time() - started:.1f} s)")
+            else:
+                self.out.failed[jid] = str(self.store.log(jid))
+                self.console.print(f"[red]failed[/] {label(self.plan, jid)}: exit code {proc.returncode}, "
+                                   f"log: {self.store.log(jid)}")
+
+    def stop(self):
+        """Interrupted: stop the running workers; finished jobs are kept, these rerun next time."""
+        for proc, _, _ in self.running.values():
+            proc.terminate()
+        for jid, (proc, _, log) in self.running.items():
+            proc.wait()
+            log.close()
+            self.console.print(f"[yellow]stopped[/] {label(self.plan, jid)}: it runs again on the next launch")
+        self.running.clear()
+
+    def __call__(self) -> Outcome:
+        try:
+            with Live(self.view(), console=self.console, refresh_per_second=4, transient=True) as live:
+                while self.pending or self.running:
+                    self.start_ready()
+                    self.reap()
+                    live.update(self.view())
+                    if self.running:
+                        time.sleep(0.1)
+        finally:
+            self.stop()
+        return self.out
 
 
 def run_local(plan: Plan, store: Store, workers: int | None = None,
               console: Console | None = None) -> Outcome:
-    console = console or Console(stderr=True)
-    workers = workers or os.cpu_count() or 1
-    out = Outcome()
-    todo = [j for j in plan.jobs.values()]
-    out.skipped = [j.id for j in todo if store.is_done(j.id)]
-    pending = [j for j in todo if j.id not in out.skipped]
-    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
-    done = set(out.skipped)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", STUDYSPEC_THREADS="1")
-
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, transient=False)
-    bar = progress.add_task("jobs", total=len(pending))
-
-    def view():
-        table = Table(box=None, show_header=bool(running))
-        table.add_column("running")
-        table.add_column("time", justify="right")
-        for jid, (_, started, _) in running.items():
-            table.add_row(_label(plan, jid), f"{time.time() - started:5.1f} s")
-        return Group(progress, table)
-
-    with Live(view(), console=console, refresh_per_second=4, transient=True) as live:
-        while pending or running:
-            for job in list(pending):
-                bad = next((d for d in job.deps if d in out.failed or d in out.blocked), None)
-                if bad:
-                    out.blocked[job.id] = bad
-                    pending.remove(job)
-                    progress.advance(bar)
-                elif len(running) < workers and all(d in done for d in job.deps):
-                    run_dir = store.prepare(job)
-                    log = open(store.log(job.id), "a")
-                    proc = subprocess.Popen([sys.executable, "-m", "studyspec.worker", str(run_dir)],
-                                            stdout=log, stderr=subprocess.STDOUT, env=env)
-                    running[job.id] = (proc, time.time(), log)
-                    pending.remove(job)
-            for jid, (proc, started, log) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                log.close()
-                del running[jid]
-                progress.advance(bar)
-                if proc.returncode == 0 and store.is_done(jid):
-                    done.add(jid)
-                    out.ran.append(jid)
-                    console.print(f"[green]done[/]   {_label(plan, jid)} ({time.time() - started:.1f} s)")
-                else:
-                    out.failed[jid] = str(store.log(jid))
-                    console.print(f"[red]failed[/] {_label(plan, jid)}: exit code {proc.returncode}, "
-                                  f"log: {store.log(jid)}")
-            live.update(view())
-            if running:
-                time.sleep(0.1)
-    return out
+    return LocalRun(plan, store, workers or os.cpu_count() or 1, console or Console(stderr=True))()
