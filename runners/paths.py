@@ -1,18 +1,46 @@
-"""THE path-query module: evaluate the training/test loss along a path in weight space.
+"""THE path-query module: the loss landscape along a path in weight space.
 
-A path kind maps a path parameter t to coefficients over its points
-(endpoints and, for curves, control points): ``theta(t) = sum_i c_i(t) * theta_i``
-(as in dnn-mode-connectivity's curves.py). Implemented queries: ``linear``
-(points = [from, to], c(t) = [1-t, t], extrapolation allowed). ``Bezier`` gives the
-coefficients for curves; training its control points is not implemented yet.
+A path kind maps a path parameter t to coefficients over its points (endpoints and,
+for curves, control points): ``theta(t) = sum_i c_i(t) * theta_i`` (as in
+dnn-mode-connectivity's curves.py).
 
-Scalars, computed on the part of the grid with t in [0, 1] plus the endpoints
-(extrapolated points are reported in ``vars`` but do not count):
-- ``barrier``: max train_loss on [0, 1] minus max(train_loss(0), train_loss(1));
-  the endpoints are the grid points at t=0 and t=1 when the grid has them
-  (snapped to exactly 0/1), else evaluated separately.
+Kinds (``cfg["path"]["kind"]``):
+- ``linear``: points [from, to], c(t) = [1-t, t], grid ``points`` on ``range``
+  (extrapolation allowed).
+- ``bezier`` (``degree`` 2 or 3): Bernstein coefficients; ``polychain`` (``bends`` k):
+  piecewise linear through k bends at t = i/(k+1). Endpoints fixed; control points
+  start on the straight line and are trained to minimise E_{t~U(0,1)} L(phi(t)),
+  one t per mini-batch (``train_curve``). ``subspace: sparse`` keeps the control
+  points inside the path's mask (values and gradients); ``dense`` frees them.
+
+Mask policy (``mask``): an endpoint's mask is its set of non-zero prunable weights;
+``shared`` (default) = both endpoints' intersection, ``from``, ``to``, ``union``,
+``none``. Every evaluated point is zero outside the policy's mask (``none``: no
+masking). Endpoints reproduce their own runs exactly whenever the mask contains
+their non-zeros (always for union/none, and for shared when the masks agree).
+
+Evaluation: every point in one batched pass (``torch.func.functional_call`` +
+``vmap`` over stacked weights); points at exactly t=0 and t=1 are evaluated with
+``runners.evaluate.evaluate`` on one model, as the runs are, so they reproduce the
+runs' own metrics bit for bit (batched matmuls agree only to float tolerance).
+Models with BatchNorm get their running statistics recomputed at each point from
+``bn_batches`` training batches (fixed, seeded order) before evaluation.
+
+Scalars (on the part of the grid with t in [0, 1]; endpoints evaluated separately
+when the grid lacks them):
+- ``barrier``: max train_loss minus max(train_loss(0), train_loss(1)).
+- ``barrier_linear``: max of train_loss(t) - ((1-t) L(0) + t L(1)).
 - ``monotone``: 1 if train_loss never rises by more than MONOTONE_TOL from one
-  point to the next on [0, 1], else 0.
+  point to the next, else 0; ``max_rise``: the largest rise (0 if none).
+- ``mean_loss``: length-weighted mean train_loss, sum_j len_j (L_j + L_j+1)/2 / sum_j len_j,
+  len_j = Euclidean distance in parameter space between consecutive points;
+  ``length``: the path's length (sum of len_j).
+- curves: ``curve_loss``, mean mini-batch loss over the last 10% of curve training.
+
+Curve artifacts: ``curve_ckpt.pt`` (every ``checkpoint_every`` steps: control points,
+optimizer state, step; a restarted job resumes from it) and ``curve.pt`` (the trained
+curve: every point's state dict, endpoints included), from which evaluation is re-run
+without training again.
 """
 from __future__ import annotations
 
@@ -21,13 +49,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from runners import artifacts, data, models
-from runners.evaluate import evaluate
+from runners import artifacts, data, masks as M, models
+from runners.evaluate import EVAL_BATCH, evaluate
 
 MONOTONE_TOL = 1e-4
 _SNAP = 1e-9
+MASK_POLICIES = ("shared", "from", "to", "union", "none")
 
+
+# --- path kinds -------------------------------------------------------------------
 
 class Linear:
     n_points = 2
@@ -46,6 +78,35 @@ class Bezier:
     def coeffs(self, t: float) -> list[float]:
         k = self.degree
         return [math.comb(k, i) * t**i * (1.0 - t) ** (k - i) for i in range(k + 1)]
+
+
+class Polychain:
+    """Piecewise linear through ``bends`` points at t = i / (bends + 1)."""
+
+    def __init__(self, bends: int):
+        self.bends = int(bends)
+        self.n_points = self.bends + 2
+
+    def coeffs(self, t: float) -> list[float]:
+        n = self.bends + 1  # segments
+        j = min(max(int(math.floor(t * n)), 0), n - 1)
+        s = t * n - j
+        c = [0.0] * self.n_points
+        c[j], c[j + 1] = 1.0 - s, s
+        if s == 0.0:
+            c[j + 1] = 0.0
+        return c
+
+
+def curve_of(pcfg: dict):
+    kind = pcfg["kind"]
+    if kind == "linear":
+        return Linear()
+    if kind == "bezier":
+        return Bezier(pcfg.get("degree", 2))
+    if kind == "polychain":
+        return Polychain(pcfg.get("bends", 1))
+    raise ValueError(f"unknown path kind {kind!r}; known: bezier, linear, polychain")
 
 
 def combine(states: list[dict], coeffs: list[float]) -> dict:
@@ -71,45 +132,368 @@ def grid(points: int, lo: float, hi: float) -> list[float]:
     return [0.0 if abs(t) < _SNAP else 1.0 if abs(t - 1.0) < _SNAP else float(t) for t in ts]
 
 
-def summarize(ts: list[float], train_loss: list[float], endpoint_loss=None) -> dict:
-    """barrier and monotone of a loss curve. ``endpoint_loss(t)`` evaluates t=0 or t=1
-    when the grid lacks it."""
-    pts = {t: l for t, l in zip(ts, train_loss) if 0.0 <= t <= 1.0}
+# --- masks ------------------------------------------------------------------------
+
+def policy_mask(policy: str, states: list[dict], model) -> dict | None:
+    """The mask of a path (bool per prunable weight) from its endpoints' non-zeros; None = no mask."""
+    if policy not in MASK_POLICIES:
+        raise ValueError(f"unknown mask policy {policy!r}; known: {', '.join(MASK_POLICIES)}")
+    if policy == "none":
+        return None
+    a, b = M.nonzero_masks(states[0], model), M.nonzero_masks(states[-1], model)
+    if policy == "from":
+        return a
+    if policy == "to":
+        return b
+    op = (lambda u, v: u & v) if policy == "shared" else (lambda u, v: u | v)
+    return {k: op(a[k], b[k]) for k in a}
+
+
+# --- points and batched evaluation ------------------------------------------------
+
+def stack_points(points: list[dict], coeffs: torch.Tensor, mask: dict | None) -> tuple[dict, dict]:
+    """Weights of every evaluated point: ({name: tensor [P, *shape]} for float entries,
+    {name: tensor} for the rest, taken from the first point). ``coeffs`` is [P, K]."""
+    stacked, fixed = {}, {}
+    for k, v0 in points[0].items():
+        if not torch.is_floating_point(v0):
+            fixed[k] = v0
+            continue
+        basis = torch.stack([p[k] for p in points]).reshape(len(points), -1)
+        w = (coeffs.to(basis.dtype) @ basis).reshape(len(coeffs), *v0.shape)
+        if mask is not None and k in mask:
+            w = w * mask[k].to(w.dtype)
+        stacked[k] = w
+    return stacked, fixed
+
+
+def point_state(stacked: dict, fixed: dict, i: int) -> dict:
+    return {**{k: v[i] for k, v in stacked.items()}, **fixed}
+
+
+def has_batchnorm(model) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@torch.no_grad()
+def recalibrate_bn(model, x: torch.Tensor, batches: list[torch.Tensor]) -> None:
+    """Recompute every BatchNorm's running statistics as the plain average over ``batches``
+    (index tensors into x), in train mode; the model is left in eval mode."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    model.train()
+    for idx in batches:
+        model(x[idx])
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
+def bn_batches(n: int, batch_size: int, count: int, seed: int) -> list[torch.Tensor]:
+    from runners.train import derive_seed
+
+    gen = torch.Generator().manual_seed(derive_seed(seed, "bn"))
+    out = []
+    while len(out) < count:
+        perm = torch.randperm(n, generator=gen)
+        out += [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    return out[:count]
+
+
+def recalibrate_points(model, stacked: dict, fixed: dict, x, batches) -> None:
+    """BN recalibration of every point; writes the new buffers into ``stacked``."""
+    bufs = [k for k, _ in model.named_buffers() if k in stacked]
+    for i in range(len(next(iter(stacked.values())))):
+        model.load_state_dict(point_state(stacked, fixed, i))
+        recalibrate_bn(model, x, batches)
+        sd = model.state_dict()
+        for k in bufs:
+            stacked[k][i] = sd[k]
+
+
+@torch.no_grad()
+def evaluate_loop(model, stacked: dict, fixed: dict, x, y) -> tuple[list[float], list[float]]:
+    """The reference: one model per point (load_state_dict + runners.evaluate.evaluate)."""
+    losses, accs = [], []
+    for i in range(len(next(iter(stacked.values())))):
+        model.load_state_dict(point_state(stacked, fixed, i))
+        loss, acc = evaluate(model, x, y)
+        losses.append(loss)
+        accs.append(acc)
+    return losses, accs
+
+
+@torch.no_grad()
+def evaluate_batched(model, stacked: dict, fixed: dict, x, y,
+                     max_elements: int = 2**25) -> tuple[list[float], list[float]]:
+    """Mean cross-entropy and accuracy of every point in one vmapped pass (eval mode).
+    Points are processed in chunks so that a chunk's widest activation holds about
+    ``max_elements`` numbers."""
+    from torch.func import functional_call, vmap
+
+    model.eval()
+    n_points = len(next(iter(stacked.values())))
+    widest = max(max(v.shape[1:2].numel() for v in stacked.values()), 1)
+    rows = min(len(y), EVAL_BATCH)
+    chunk = max(1, min(n_points, max_elements // (rows * widest)))
+    loss_sum = torch.zeros(n_points, dtype=torch.float64)
+    correct = torch.zeros(n_points, dtype=torch.int64)
+
+    def forward(params, xb):
+        return functional_call(model, {**params, **fixed}, (xb,))
+
+    batched = vmap(forward, in_dims=(0, None))
+    for p0 in range(0, n_points, chunk):
+        params = {k: v[p0:p0 + chunk] for k, v in stacked.items()}
+        for i in range(0, len(y), EVAL_BATCH):
+            xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+            out = batched(params, xb)  # [p, n, classes]
+            p = out.shape[0]
+            ce = F.cross_entropy(out.reshape(p * len(yb), -1), yb.repeat(p), reduction="none")
+            loss_sum[p0:p0 + p] += ce.view(p, -1).sum(1, dtype=torch.float64)
+            correct[p0:p0 + p] += (out.argmax(-1) == yb).sum(1)
+    return (loss_sum / len(y)).tolist(), (correct.double() / len(y)).tolist()
+
+
+def segment_lengths(stacked: dict, model) -> list[float]:
+    """Euclidean distance between consecutive points, over the model's parameters."""
+    names = [k for k, _ in model.named_parameters() if k in stacked]
+    n = len(stacked[names[0]])
+    sq = torch.zeros(max(n - 1, 0), dtype=torch.float64)
+    for k in names:
+        d = (stacked[k][1:] - stacked[k][:-1]).reshape(n - 1, -1).double()
+        sq += (d * d).sum(1)
+    return sq.sqrt().tolist()
+
+
+# --- summaries --------------------------------------------------------------------
+
+def summarize(ts: list[float], train_loss: list[float], endpoint_loss=None, lengths=None) -> dict:
+    """Summaries of a loss curve on t in [0, 1]. ``endpoint_loss(t)`` evaluates t=0 or t=1
+    when the grid lacks them; ``lengths[j]`` is the parameter-space length of the segment
+    between grid points j and j+1 (default: the t step, i.e. a straight line)."""
+    ts = [float(t) for t in ts]
+    seg = lengths if lengths is not None else [abs(b - a) for a, b in zip(ts, ts[1:])]
+    pts = {t: (l, j) for j, (t, l) in enumerate(zip(ts, train_loss)) if 0.0 <= t <= 1.0}
     for t in (0.0, 1.0):
         if t not in pts:
             if endpoint_loss is None:
                 raise ValueError(f"grid lacks t={t} and no endpoint evaluator was given")
-            pts[t] = endpoint_loss(t)
-    seq = [pts[t] for t in sorted(pts)]
-    barrier = max(seq) - max(pts[0.0], pts[1.0])
-    monotone = int(all(b - a <= MONOTONE_TOL for a, b in zip(seq, seq[1:])))
-    return {"barrier": float(barrier), "monotone": monotone,
-            "train_loss_from": float(pts[0.0]), "train_loss_to": float(pts[1.0])}
+            pts[t] = (endpoint_loss(t), None)
+    order = sorted(pts)
+    seq = [pts[t][0] for t in order]
+    l0, l1 = pts[0.0][0], pts[1.0][0]
+    rises = [b - a for a, b in zip(seq, seq[1:])]
+    # segment lengths between consecutive points on [0, 1]; an endpoint added off the
+    # grid gets the t step scaled like its neighbour segment
+    w = []
+    for a, b in zip(order, order[1:]):
+        ja, jb = pts[a][1], pts[b][1]
+        if ja is not None and jb is not None and jb == ja + 1:
+            w.append(float(seg[ja]))
+        else:
+            w.append(abs(b - a))
+    total = sum(w)
+    mean = (sum(wj * (u + v) / 2 for wj, u, v in zip(w, seq, seq[1:])) / total) if total > 0 else float(np.mean(seq))
+    return {"barrier": float(max(seq) - max(l0, l1)),
+            "barrier_linear": float(max(l - ((1 - t) * l0 + t * l1) for t, l in zip(order, seq))),
+            "monotone": int(all(r <= MONOTONE_TOL for r in rises)),
+            "max_rise": float(max([0.0] + rises)),
+            "mean_loss": float(mean), "length": float(total),
+            "train_loss_from": float(l0), "train_loss_to": float(l1)}
 
 
-def run_path(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) -> dict:
+# --- curve training ---------------------------------------------------------------
+
+def garipov_lr(step: int, base_lr: float, steps: int) -> float:
+    """Garipov et al.: constant for the first half, linear decay to 1% by 90%, then held."""
+    a = step / max(steps, 1)
+    if a <= 0.5:
+        return base_lr
+    if a <= 0.9:
+        return base_lr * (1.0 - 0.99 * (a - 0.5) / 0.4)
+    return base_lr * 0.01
+
+
+def curve_lr(step: int, base_lr: float, schedule: str, steps: int) -> float:
+    from runners.train import lr_at
+
+    if schedule == "garipov":
+        return garipov_lr(step, base_lr, steps)
+    return lr_at(step, base_lr, {"name": schedule, "warmup": 0}, steps)
+
+
+class _StopCurve(Exception):
+    """Raised by train_curve when ``stop_after`` is reached (tests of resumption)."""
+
+
+def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, x_tr, y_tr,
+                run_dir: Path, stop_after: int | None = None) -> tuple[list[dict], float]:
+    """Train the control points of ``curve`` between the fixed ``ends``; return every
+    point's state dict (endpoints included) and the mean loss of the last 10% of steps.
+    Resumes from ``run_dir/curve_ckpt.pt``; ``stop_after`` stops (after its checkpoint)
+    at that step, as a killed job would."""
+    from torch.func import functional_call
+
+    from runners.train import derive_seed, make_optimizer
+
     pcfg = cfg["path"]
-    kind = pcfg["kind"]
-    if kind != "linear":
-        raise ValueError(f"path kind {kind!r} is not implemented; known: linear")
-    curve = Linear()
-    states = [artifacts.load_state(pcfg["from"], inputs), artifacts.load_state(pcfg["to"], inputs)]
+    tcfg = pcfg.get("train", {})
+    steps = int(tcfg.get("steps", 1000))
+    bs = int(tcfg.get("batch_size") or cfg["data"]["batch_size"])
+    opt_cfg = {"name": "sgd", "lr": 0.1, "momentum": 0.9, **tcfg.get("optimizer", {})}
+    sched = tcfg.get("schedule", "garipov")
+    every = int(tcfg.get("checkpoint_every", 100))
+    sparse = pcfg.get("subspace", "sparse") == "sparse" and mask is not None
+    seed = int(cfg.get("seed", 0))
+    K = curve.n_points
+    param_names = [k for k, _ in model.named_parameters()]
+    buffers = {k: v.clone() for k, v in ends[0].items() if k not in param_names}
+
+    # control points start on the straight line between the endpoints (inside the mask if sparse)
+    ctrl = {}
+    for k in param_names:
+        a, b = ends[0][k], ends[1][k]
+        pts = []
+        for i in range(1, K - 1):
+            s = i / (K - 1)
+            pts.append((1.0 - s) * a + s * b)
+        w = torch.stack(pts)
+        if sparse and k in mask:
+            w = w * mask[k].to(w.dtype)
+        ctrl[k] = w.requires_grad_(True)
+    fmask = {k: mask[k].to(ctrl[k].dtype) for k in ctrl if sparse and k in mask}
+    opt = make_optimizer(list(ctrl.values()), opt_cfg)
+    base_lr = float(opt_cfg["lr"])
+
+    start, losses = 0, []
+    ckpt = Path(run_dir) / "curve_ckpt.pt"
+    if ckpt.exists():
+        state = artifacts.load_obj(ckpt)
+        with torch.no_grad():
+            for k in ctrl:
+                ctrl[k].copy_(state["ctrl"][k])
+        opt.load_state_dict(state["opt"])
+        start, losses = int(state["step"]), list(state["losses"])
+
+    ts = torch.rand(steps, generator=torch.Generator().manual_seed(derive_seed(seed, "curve/t")),
+                    dtype=torch.float64).tolist()
+    n = len(y_tr)
+    per_epoch = math.ceil(n / bs)
+    perms: dict[int, torch.Tensor] = {}
+
+    def batch(step):  # a fresh permutation per epoch, a pure function of the step: resumable
+        e, j = divmod(step, per_epoch)
+        if e not in perms:
+            perms.clear()
+            perms[e] = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, f"curve/epoch/{e}")))
+        return perms[e][j * bs:(j + 1) * bs]
+
+    model.train()
+    for step in range(start, steps):
+        c = curve.coeffs(ts[step])
+        params = {}
+        for k in param_names:
+            w = c[0] * ends[0][k] + c[-1] * ends[1][k]
+            for i in range(1, K - 1):
+                w = w + c[i] * ctrl[k][i - 1]
+            params[k] = w
+        idx = batch(step)
+        loss = F.cross_entropy(functional_call(model, {**params, **buffers}, (x_tr[idx],)), y_tr[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for g in opt.param_groups:
+            g["lr"] = curve_lr(step, base_lr, sched, steps)
+        with torch.no_grad():
+            for k, fm in fmask.items():
+                ctrl[k].grad.mul_(fm)
+        opt.step()
+        with torch.no_grad():
+            for k, fm in fmask.items():
+                ctrl[k].mul_(fm)
+        losses.append(float(loss.detach()))
+        done = step + 1
+        if done % every == 0 or done == steps or done == stop_after:
+            artifacts.atomic_save({"step": done, "ctrl": {k: v.detach() for k, v in ctrl.items()},
+                                   "opt": opt.state_dict(), "losses": losses}, ckpt)
+        if stop_after is not None and done == stop_after and done < steps:
+            raise _StopCurve(f"stopped after step {done}")
+
+    points = []
+    for i in range(K):
+        if i == 0 or i == K - 1:
+            points.append(ends[0] if i == 0 else ends[1])
+            continue
+        sd = dict(ends[0])  # buffers and non-float entries from the start; recalibrated at evaluation
+        for k in param_names:
+            sd[k] = ctrl[k][i - 1].detach().clone()
+        points.append(sd)
+    tail = losses[-max(1, len(losses) // 10):]
+    return points, float(np.mean(tail))
+
+
+# --- the job ----------------------------------------------------------------------
+
+def _endpoint_states(pcfg, inputs):
+    return [artifacts.load_state(pcfg["from"], inputs), artifacts.load_state(pcfg["to"], inputs)]
+
+
+def run_path(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path,
+             stop_after: int | None = None) -> dict:
+    pcfg = cfg["path"]
+    curve = curve_of(pcfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ends = _endpoint_states(pcfg, inputs)
 
     x_tr, y_tr, x_te, y_te = data.load(cfg["data"], cache_dir)
     in_features, n_classes = int(x_tr[0].numel()), int(torch.cat([y_tr, y_te]).max()) + 1
     torch.manual_seed(int(cfg.get("seed", 0)))
     model = models.build(cfg["model"], in_features, n_classes)
+    mask = policy_mask(pcfg.get("mask", "shared"), ends, model)
 
-    def at(t: float):
-        model.load_state_dict(combine(states, curve.coeffs(t)))
-        return evaluate(model, x_tr, y_tr), evaluate(model, x_te, y_te)
+    scalars = {}
+    if isinstance(curve, Linear):
+        points = ends
+        lo, hi = pcfg.get("range", [0.0, 1.0])
+        ts = grid(pcfg.get("points", 29), lo, hi)
+    else:
+        saved = run_dir / "curve.pt"
+        if saved.exists():
+            obj = artifacts.load_obj(saved)
+            points, scalars["curve_loss"] = obj["points"], obj["curve_loss"]
+        else:
+            points, scalars["curve_loss"] = train_curve(cfg, curve, ends, mask, model, x_tr, y_tr, run_dir,
+                                                        stop_after=stop_after)
+            artifacts.atomic_save({"kind": pcfg["kind"], "n_points": curve.n_points, "points": points,
+                                   "curve_loss": scalars["curve_loss"]}, saved)
+        ts = grid(pcfg.get("points", 61), 0.0, 1.0)
 
-    lo, hi = pcfg.get("range", [0.0, 1.0])
-    ts = grid(pcfg.get("points", 29), lo, hi)
-    rec = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    for t in ts:
-        (trl, tra), (tel, tea) = at(t)
-        rec["train_loss"].append(trl); rec["train_acc"].append(tra)
-        rec["test_loss"].append(tel); rec["test_acc"].append(tea)
-    scalars = summarize(ts, rec["train_loss"], endpoint_loss=lambda t: at(t)[0][0])
-    return {"dim": "t", "coord": ts, "vars": rec, "scalars": scalars}
+    extra = [t for t in (0.0, 1.0) if t not in ts]  # endpoints for the summaries
+    all_ts = ts + extra
+    coeffs = torch.tensor([curve.coeffs(t) for t in all_ts], dtype=torch.float64)
+    stacked, fixed = stack_points(points, coeffs, mask)
+    if has_batchnorm(model) and int(pcfg.get("bn_batches", 20)) > 0:
+        bs = int(cfg["data"]["batch_size"])
+        recalibrate_points(model, stacked, fixed, x_tr,
+                           bn_batches(len(y_tr), bs, int(pcfg.get("bn_batches", 20)), int(cfg.get("seed", 0))))
+
+    rec = {}
+    for split, (x, y) in (("train", (x_tr, y_tr)), ("test", (x_te, y_te))):
+        loss, acc = evaluate_batched(model, stacked, fixed, x, y)
+        # t = 0 and t = 1 exactly as the runs evaluate themselves (bit-identical endpoints)
+        exact = [i for i, t in enumerate(all_ts) if t in (0.0, 1.0)]
+        sub = {k: v[exact] for k, v in stacked.items()}
+        l_ex, a_ex = evaluate_loop(model, sub, fixed, x, y)
+        for i, l, a in zip(exact, l_ex, a_ex):
+            loss[i], acc[i] = l, a
+        rec[f"{split}_loss"], rec[f"{split}_acc"] = loss, acc
+    lengths = segment_lengths(stacked, model)
+    endpoint = {t: rec["train_loss"][len(ts) + extra.index(t)] for t in extra}
+    scalars.update(summarize(ts, rec["train_loss"][:len(ts)], endpoint_loss=endpoint.get, lengths=lengths))
+    if mask is not None:
+        scalars["path_sparsity"] = M.sparsity(model, mask)  # fraction of prunable weights forced to zero
+    return {"dim": "t", "coord": ts, "vars": {k: v[:len(ts)] for k, v in rec.items()}, "scalars": scalars}

@@ -21,6 +21,13 @@ ATTRS = {
     "barrier": ("max training loss along the path minus the larger endpoint loss", "nats"),
     "monotone": ("1 if the training loss never rises along the path on [0, 1]", "1"),
     "seconds": ("wall-clock time of the job", "s"),
+    "barrier_linear": ("max training loss along the path minus the straight line between the endpoint losses",
+                       "nats"),
+    "max_rise": ("largest rise of the training loss from one path point to the next on [0, 1]", "nats"),
+    "mean_loss": ("length-weighted mean training loss along the path on [0, 1]", "nats"),
+    "length": ("length of the path on [0, 1] in parameter space (Euclidean)", "1"),
+    "curve_loss": ("mean mini-batch training loss of the curve over the last 10% of its training", "nats"),
+    "path_sparsity": ("fraction of prunable weights held at zero along the path (its mask)", "1"),
 }
 RENAME = {"sparsity": "weight_sparsity"}  # a measured quantity vs the swept target
 

@@ -57,19 +57,22 @@ def _dump(model, defaults: bool) -> Any:
     return model.model_dump(mode="json", by_alias=True, exclude_defaults=not defaults)
 
 
-def _resolve(model, ids: dict[str, str], defaults: bool) -> dict:
-    """Dump a regime or path with its references replaced by {job, artifact}."""
+def _resolve(model, ids: dict[str, str], defaults: bool, by_field: bool = False) -> dict:
+    """Dump a regime or path with its references replaced by {job, artifact}
+    (`ids`: run name -> job id, or with `by_field`, field name -> job id)."""
     out = _dump(model, defaults)
     # discriminators are required fields, kept even by exclude_defaults
     for field_name, ref in model.refs().items():
         run, artifact = split_ref(ref)
-        out[field_name] = {"job": ids[run], "artifact": artifact}
+        out[field_name] = {"job": ids[field_name if by_field else run], "artifact": artifact}
     return out
 
 
 def build(study: Study) -> Plan:
     plan = Plan(study=study, dims=dims(study))
     order = run_order(study)
+    ids_at: dict[tuple, dict[str, str]] = {}  # sweep point (coordinate indices) -> run -> job id
+    deferred = []  # paths are planned once every point's runs are, so endpoints may lie at other points
     for point in points(study):
         at = apply(study, point)
         ids: dict[str, str] = {}
@@ -88,14 +91,24 @@ def build(study: Study) -> Plan:
             ids[name] = _add(plan, full, key, deps, 1 + max((plan.jobs[d].stage for d in deps), default=-1))
             stage[name] = plan.jobs[ids[name]].stage
             plan.cells.append(Cell("train", name, point["_index"], ids[name]))
+        ids_at[tuple(point["_index"][d.name] for d in plan.dims)] = ids
+        deferred.append((point, at, shared))
+    for point, at, shared in deferred:
         for name, path in at.paths.items():
-            ends = [split_ref(r)[0] for r in path.refs().values()]
-            deps = tuple(dict.fromkeys(ids[r] for r in ends))
+            ats = path.ats()
+            end_ids = {}  # field -> job id of its run, at its sweep point
+            for f, ref in path.refs().items():
+                index = dict(point["_index"])
+                for dim_name, value in ats.get(f, {}).items():
+                    d = next(d for d in plan.dims if d.name == dim_name)
+                    index[dim_name] = [v[0] for v in d.values].index(value)
+                end_ids[f] = ids_at[tuple(index[d.name] for d in plan.dims)][split_ref(ref)[0]]
+            deps = tuple(dict.fromkeys(end_ids.values()))
             full = {"kind": "path", "seed": at.seed, "data": shared["data"][0],
-                    "model": shared["model"][0], "path": _resolve(path, ids, True)}
+                    "model": shared["model"][0], "path": _resolve(path, end_ids, True, by_field=True)}
             key = {"kind": "path", "seed": at.seed, "data": shared["data"][1],
-                   "model": shared["model"][1], "path": _resolve(path, ids, False)}
-            pid = _add(plan, full, key, deps, 1 + max(stage[r] for r in ends))
+                   "model": shared["model"][1], "path": _resolve(path, end_ids, False, by_field=True)}
+            pid = _add(plan, full, key, deps, 1 + max(plan.jobs[d].stage for d in deps))
             plan.cells.append(Cell("path", name, point["_index"], pid))
     return plan
 

@@ -62,11 +62,35 @@ def check_references(spec) -> list[Problem]:
         for field, ref in regime.refs().items():
             check(("runs", name, field), ref, as_mask=(field == "mask"))
     for name, path in study.paths.items():
+        ats = path.ats()
         for field, ref in path.refs().items():
-            check(("paths", name, field), ref, as_mask=False)
+            check(("paths", name, field) + (("ref",) if field in ats else ()), ref, as_mask=False)
+        problems += _at_checks(spec, name, ats)
     if not problems:
         problems += _cycles(spec)
     return problems
+
+
+def _at_checks(spec, name: str, ats: dict) -> list[Problem]:
+    """`at: {dim: value}` of path endpoints: a sweep dimension and one of its coordinates."""
+    from .sweep import dims
+
+    out = []
+    coords = {d.name: [v[0] for v in d.values] for d in dims(spec.study)}
+    for field, at in ats.items():
+        for dim, value in at.items():
+            where = ("paths", name, field, "at", dim)
+            if dim not in coords:
+                guess = closest(dim, coords)
+                out.append(spec.problem(
+                    where, f"{dim!r} is not a sweep dimension"
+                    + (f" (dimensions: {', '.join(coords)})" if coords else " (this study sweeps nothing)"),
+                    f"did you mean {guess!r}?" if guess else "`at` picks a coordinate of a dimension under `sweep:`"))
+            elif not any(value == c and type(value) is not bool for c in coords[dim]):
+                out.append(spec.problem(
+                    where, f"{value!r} is not a coordinate of dimension {dim!r}",
+                    f"{dim} takes the values {', '.join(map(str, coords[dim]))}"))
+    return out
 
 
 def _cycles(spec) -> list[Problem]:
