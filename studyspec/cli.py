@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 import sys
 from functools import wraps
 from pathlib import Path
@@ -76,11 +77,13 @@ def _state(store, job_id: str) -> str:
     return "failed" if store.log(job_id).exists() else "to run"
 
 
-def _table(plan, store, states: bool):
+def _table(plan, store, states: bool, slurm: dict | None = None):
+    """`slurm`: job id -> state from the SLURM executor's record and accounting (status of a launch)."""
     from rich.table import Table
 
     table = Table(title=f"study {plan.study.study}", title_justify="left")
-    for col in ["stage", "kind", "name", "jobs", "done"] + (["running", "failed"] if states else []) + ["to run"]:
+    extra = ["queued", "running", "failed", "cancelled"] if slurm is not None else ["running", "failed"]
+    for col in ["stage", "kind", "name", "jobs", "done"] + (extra if states else []) + ["to run"]:
         table.add_column(col, justify="right" if col not in ("kind", "name") else "left")
     counts = {}
     for stage, jobs in enumerate(plan.stages()):
@@ -89,11 +92,12 @@ def _table(plan, store, states: bool):
             key = (job.kind, ", ".join(plan.names_of(job.id)))
             by_name.setdefault(key, []).append(job.id)
         for (kind, name), ids in by_name.items():
-            st = [_state(store, j) if states else ("done" if store.is_done(j) else "to run") for j in ids]
+            st = [((slurm or {}).get(j) or _state(store, j)) if states else ("done" if store.is_done(j) else "to run")
+                  for j in ids]
             for s in st:
                 counts[s] = counts.get(s, 0) + 1
             row = [str(stage), kind, name, str(len(ids)), str(st.count("done"))]
-            row += [str(st.count("running")), str(st.count("failed"))] if states else []
+            row += [str(st.count(c)) for c in extra] if states else []
             table.add_row(*row, str(st.count("to run")))
     return table, counts
 
@@ -121,11 +125,20 @@ def status(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
     """Show per stage how many jobs are done, running, failed or still to run."""
     loaded, p, st = _plan_and_store(spec, store)
     console = _console()
-    table, counts = _table(p, st, states=True)
+    slurm = None
+    if st.slurm_record(p.study.study).exists():  # launched on SLURM: the record plus squeue/sacct
+        from .executors.slurm import job_states
+
+        slurm = {j: s for j, (s, _) in job_states(p, st).items()}
+    table, counts = _table(p, st, states=True, slurm=slurm)
     console.print(table)
     for jid in p.jobs:
-        if _state(st, jid) == "failed":
+        state = (slurm or {}).get(jid) or _state(st, jid)
+        if state == "failed":
             console.print(f"[red]failed[/] {', '.join(p.names_of(jid))} {jid}: log {st.log(jid)}")
+        elif state == "cancelled":
+            console.print(f"[yellow]cancelled[/] {', '.join(p.names_of(jid))} {jid} (an upstream job failed, "
+                          f"or `studyspec cancel`): launch again to submit it")
     console.print(f"{_describe(p)}; " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
 
@@ -146,13 +159,74 @@ def _launch(spec: Path, store: Optional[Path], workers: Optional[int]):
 WorkersOpt = typer.Option(None, "--workers", "-j", min=1, help="parallel jobs (default: launch.workers or CPU count)")
 
 
+class Executor(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
+ExecutorOpt = typer.Option(None, "--executor", "-e", help="where jobs run (default: the spec's launch.executor)")
+SlurmSetOpt = typer.Option(None, "--slurm", "-S", metavar="KEY=VALUE",
+                           help="SLURM setting for every job (KEY) or one kind (train.KEY, path.KEY); "
+                                "extra.OPTION=VALUE passes any sbatch option. Repeatable")
+
+
+def _launch_slurm(spec: Path, store: Optional[Path], options: dict, sets: Optional[list[str]]):
+    from .executors import slurm
+
+    loaded, p, st = _plan_and_store(spec, store)
+    console = _console()
+    cli, cli_kind = slurm.overrides(options, sets)
+    got = slurm.launch(loaded, p, st, cli, cli_kind)
+    n = sum(len(a.tasks) for a in got.arrays)
+    console.print(f"study {p.study.study}: {_describe(p)}")
+    console.print(f"submitted {n} jobs in {len(got.arrays)} job arrays, already done {len(got.done)}, "
+                  f"already queued or running {len(got.active)} ({got.seconds:.2f} s)")
+    for a in got.arrays:
+        deps = [f"aftercorr:{got.arrays[i].slurm_id}" for i in a.corr] + [f"afterok:{t}" for t in a.after]
+        console.print(f"  array {a.slurm_id}: {len(a.tasks)} {a.kind} job(s), stage {a.stage}"
+                      + (f", after {' '.join(deps)}" if deps else ""))
+    console.print(f"record: {got.record}; follow with: studyspec status {spec}")
+    return loaded, p, st
+
+
 @app.command()
 @user_errors
-def launch(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Optional[int] = WorkersOpt):
-    """Run every job that is not done yet, in dependency order."""
+def launch(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Optional[int] = WorkersOpt,
+           executor: Optional[Executor] = ExecutorOpt,
+           partition: Optional[str] = typer.Option(None, "--partition", "-p", help="SLURM partition"),
+           account: Optional[str] = typer.Option(None, "--account", "-A", help="SLURM account"),
+           qos: Optional[str] = typer.Option(None, "--qos", help="SLURM quality of service"),
+           time: Optional[str] = typer.Option(None, "--time", "-t", help="time limit per job (minutes or D-HH:MM:SS)"),
+           nodes: Optional[int] = typer.Option(None, "--nodes", "-N", help="nodes per job"),
+           tasks_per_node: Optional[int] = typer.Option(None, "--tasks-per-node", help="tasks per node"),
+           gpus_per_node: Optional[int] = typer.Option(None, "--gpus-per-node", help="GPUs per node"),
+           cpus_per_task: Optional[int] = typer.Option(None, "--cpus-per-task", "-c", help="CPUs (torch threads) per job"),
+           mem: Optional[str] = typer.Option(None, "--mem", help="memory per node, e.g. 4G"),
+           constraint: Optional[str] = typer.Option(None, "--constraint", help="node features"),
+           array_parallelism: Optional[int] = typer.Option(None, "--array-parallelism",
+                                                           help="at most this many tasks of an array at once"),
+           sets: Optional[list[str]] = SlurmSetOpt):
+    """Run every job that is not done yet, in dependency order (local), or queue them all and return (slurm)."""
+    if (executor.value if executor else _load(spec).study.launch.executor) == "slurm":
+        options = dict(partition=partition, account=account, qos=qos, time=time, nodes=nodes,
+                       tasks_per_node=tasks_per_node, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
+                       mem=mem, constraint=constraint, array_parallelism=array_parallelism)
+        _launch_slurm(spec, store, options, sets)
+        return
     *_, outcome = _launch(spec, store, workers)
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def cancel(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
+    """Cancel the study's queued and running SLURM jobs (finished jobs are kept; launch again to resume)."""
+    from .executors.slurm import cancel as scancel
+
+    loaded, p, st = _plan_and_store(spec, store)
+    gone = scancel(p, st)
+    _console().print(f"cancelled {len(gone)} queued or running job(s) of study {p.study.study}")
 
 
 def _collect(loaded, p, st, out: Optional[Path]):
@@ -178,8 +252,19 @@ def collect(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, out: Optiona
 @app.command()
 @user_errors
 def run(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Optional[int] = WorkersOpt,
-        out: Optional[Path] = OutOpt):
+        out: Optional[Path] = OutOpt, executor: Optional[Executor] = ExecutorOpt, sets: Optional[list[str]] = SlurmSetOpt):
     """launch, wait, then collect."""
+    if (executor.value if executor else _load(spec).study.launch.executor) == "slurm":
+        from .executors.slurm import wait
+
+        loaded, p, st = _launch_slurm(spec, store, {}, sets)
+        states = wait(p, st)
+        _collect(loaded, p, st, out)
+        bad = sorted({s for s, _ in states.values()} - {"done"})
+        if bad:
+            _console().print(f"not all jobs are done ({', '.join(bad)}): see studyspec status {spec}")
+            raise typer.Exit(1)
+        return
     loaded, p, st, outcome = _launch(spec, store, workers)
     _collect(loaded, p, st, out)
     if not outcome.ok:

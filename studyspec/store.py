@@ -52,11 +52,38 @@ class Store:
     def cache_dir(self) -> Path:
         return self.root / "_cache"
 
+    def slurm_dir(self, study: str) -> Path:
+        """`<root>/_slurm/<study>/`: batch scripts, task lists and SLURM's own output files."""
+        return self.root / "_slurm" / study
+
+    def slurm_record(self, study: str) -> Path:
+        """`<root>/_slurm/<study>.json`: which SLURM task holds which job id (latest launch wins)."""
+        return self.root / "_slurm" / f"{study}.json"
+
+    def read_slurm(self, study: str) -> dict:
+        path = self.slurm_record(study)
+        return json.loads(path.read_text()) if path.exists() else {"jobs": {}, "arrays": []}
+
+    def write_slurm(self, study: str, record: dict) -> None:
+        write_atomic(self.slurm_record(study), json.dumps(record, indent=1, sort_keys=True))
+
     def is_done(self, job_id: str) -> bool:
         return self.shard(job_id).exists()
 
     def read_shard(self, job_id: str) -> dict:
         return json.loads(self.shard(job_id).read_text())
+
+    @staticmethod
+    def job_record(job) -> dict:
+        """The content of job.json for `job` (a plan.Job)."""
+        return {"id": job.id, "kind": job.kind, "config": job.config, "key": job.key, "deps": list(job.deps)}
+
+    def write_job(self, record: dict) -> Path:
+        """Write job.json (unless it holds this record already); the run directory."""
+        path, text = self.job_file(record["id"]), json.dumps(record, indent=1, sort_keys=True)
+        if not (path.exists() and path.read_text() == text):
+            write_atomic(path, text)
+        return path.parent
 
     def prepare(self, job) -> Path:
         """Write job.json for `job` (a plan.Job) and return its run directory."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+import re
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, field_validator
 
 from .base import Name, Strict
 from .paths import AnyPath
@@ -15,10 +16,56 @@ Scalar = Union[bool, int, float, str]
 SweepValue = Union[Scalar, list[Scalar]]
 
 
+TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def _slurm_time(value: str | int) -> str:
+    """SLURM time limits: minutes, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS."""
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("a time limit in minutes must be positive")
+        return str(value)
+    if not TIME.match(value.strip()):
+        raise ValueError(f"{value!r} is not a SLURM time limit: write minutes (90), "
+                         "HH:MM:SS (1:30:00) or D-HH:MM:SS (2-00:00:00)")
+    return value.strip()
+
+
+SlurmTime = Annotated[Union[int, str], AfterValidator(_slurm_time)]
+
+
+class SlurmResources(Strict):
+    """What one SLURM job asks for. Unset fields inherit (kind section -> slurm section -> default)."""
+
+    partition: str | None = Field(None, description="partition (default: the cluster's default partition)")
+    account: str | None = Field(None, description="account to charge")
+    qos: str | None = Field(None, description="quality of service")
+    time: SlurmTime | None = Field(None, description="time limit per job: minutes or D-HH:MM:SS (default 60)")
+    nodes: PositiveInt | None = Field(None, description="nodes per job (default 1)")
+    tasks_per_node: PositiveInt | None = Field(None, description="tasks per node (default 1)")
+    gpus_per_node: NonNegativeInt | None = Field(None, description="GPUs per node (default 0)")
+    cpus_per_task: PositiveInt | None = Field(
+        None, description="CPUs per task (default 1); the job trains with this many torch threads")
+    mem: str | None = Field(None, description="memory per node, e.g. 4G (default: the cluster's default)")
+    constraint: str | None = Field(None, description="node features, e.g. a100")
+    array_parallelism: PositiveInt | None = Field(
+        None, description="at most this many tasks of one job array run at once")
+    extra: dict[str, Union[str, int, bool]] = Field(
+        {}, description="more sbatch options, e.g. {exclude: node7, reservation: x}; true = a flag")
+
+
+class SlurmLaunch(SlurmResources):
+    """SLURM settings for every job, with per-kind overrides."""
+
+    train: SlurmResources = Field(SlurmResources(), description="overrides for training jobs")
+    path: SlurmResources = Field(SlurmResources(), description="overrides for path-query jobs")
+
+
 class Launch(Strict):
-    executor: Literal["local"] = Field("local", description="where jobs run")
+    executor: Literal["local", "slurm"] = Field("local", description="where jobs run: local processes or SLURM")
     workers: PositiveInt | None = Field(
         None, description="parallel jobs (local executor); default: the CPU count")
+    slurm: SlurmLaunch = Field(SlurmLaunch(), description="SLURM settings (executor: slurm)")
 
 
 class Output(Strict):

@@ -1,0 +1,239 @@
+"""The SLURM executor.
+
+The first tests need no cluster (how a plan is split into job arrays with exact
+per-task dependencies; settings; command-line overrides). The others run the real
+command line against a real SLURM cluster started by studyspec/local_slurm/start.sh:
+
+    bash studyspec/local_slurm/start.sh /tmp/studyspec-slurm
+    STUDYSPEC_SLURM_DIR=/tmp/studyspec-slurm .venv/bin/python -m pytest -q tests/test_slurm.py
+
+and are skipped without STUDYSPEC_SLURM_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from studyspec.errors import UserError
+from studyspec.executors import slurm
+from studyspec.load import loads
+from studyspec.plan import build
+from test_e2e import SPEC, starts
+
+SLURM_DIR = os.environ.get("STUDYSPEC_SLURM_DIR")
+needs_cluster = pytest.mark.skipif(not SLURM_DIR, reason="STUDYSPEC_SLURM_DIR is not set: start a cluster with "
+                                   "bash studyspec/local_slurm/start.sh DIR and set STUDYSPEC_SLURM_DIR=DIR")
+
+
+# --- without a cluster ------------------------------------------------------------------
+
+def test_arrays_carry_exact_per_task_dependencies():
+    plan = build(loads(SPEC.replace("seed: [0, 1]", "seed: [0, 1, 2]")).study)
+    todo = list(plan.jobs)
+    arrays = slurm.group(plan, todo, {})
+    # one array per stage here: prune and dense (independent), scratch, bad_to_good
+    names = [{n for _, j in a.tasks for n in plan.names_of(j)} for a in arrays]
+    assert [sorted(n) for n in names] == [["dense", "prune"], ["scratch"], ["bad_to_good"]]
+    assert sum(len(a.tasks) for a in arrays) == len(plan.jobs) == 12
+    at = {(pos, i): j for pos, a in enumerate(arrays) for i, j in a.tasks}
+    for pos, a in enumerate(arrays):
+        assert len({i for i, _ in a.tasks}) == len(a.tasks)  # distinct indices within an array
+        assert all(p < pos for p in a.corr)  # upstream arrays are submitted first
+        for i, j in a.tasks:
+            # aftercorr: task i waits for task i of each upstream array: exactly the job's inputs
+            assert {at[(p, i)] for p in a.corr} == set(plan.jobs[j].deps)
+
+
+def test_arrays_wait_for_jobs_queued_by_an_earlier_launch():
+    plan = build(loads(SPEC).study)
+    prune0, prune1 = [j for j in plan.jobs if plan.names_of(j) == ["prune"]]
+    active = {prune0: "41_7"}  # still queued by an earlier launch; prune at seed 1 and dense are done
+    done = {prune1} | {j for j in plan.jobs if plan.names_of(j) == ["dense"]}
+    todo = [j for j in plan.jobs if j not in active and j not in done]
+    arrays = slurm.group(plan, todo, active)
+    at = {(pos, i): j for pos, a in enumerate(arrays) for i, j in a.tasks}
+    for pos, a in enumerate(arrays):
+        for i, j in a.tasks:
+            waits = {at[(p, i)] for p in a.corr} | {d for d, t in active.items() if t in a.after}
+            assert waits == set(plan.jobs[j].deps) - done
+    assert sorted(a.after for a in arrays) == [[], [], ["41_7"], ["41_7"]]  # scratch and path, at each seed
+
+
+def test_array_ranges_and_time_limits():
+    assert slurm.ranges([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
+    assert slurm.minutes("90") == 90 and slurm.minutes("1:30:00") == 90 and slurm.minutes("1-00:00:00") == 1440
+    assert slurm.minutes("5:30") == 5.5
+
+
+def test_settings_precedence_spec_kind_and_command_line():
+    text = SPEC + "launch:\n  executor: slurm\n  slurm: {partition: big, time: 30, mem: 2G, train: {cpus_per_task: 4, " \
+                  "extra: {exclude: n3}}, path: {time: '0:10:00'}}\n"
+    launch = loads(text).study.launch.slurm
+    train = slurm.settings(launch, "train")
+    assert (train["partition"], train["time"], train["cpus_per_task"], train["mem"]) == ("big", "30", 4, "2G")
+    assert slurm.settings(launch, "path")["time"] == "0:10:00" and slurm.settings(launch, "path")["cpus_per_task"] == 1
+    common, kind = slurm.overrides({"partition": "debug", "time": None}, ["train.mem=1G", "extra.reservation=r1"])
+    t = slurm.settings(launch, "train", common, kind["train"])
+    assert t["partition"] == "debug" and t["mem"] == "1G" and t["extra"] == {"exclude": "n3", "reservation": "r1"}
+    opts = slurm.sbatch_options(t)
+    assert "--partition=debug" in opts and "--cpus-per-task=4" in opts and "--exclude=n3" in opts
+    assert any(o.startswith("--signal=B:USR1@") for o in opts)
+
+
+def test_bad_settings_are_located_errors():
+    with pytest.raises(UserError) as e:
+        slurm.overrides({}, ["train.cpus_per_task=0"])
+    assert "launch setting train.cpus_per_task" in str(e.value) and "command line" in str(e.value)
+    with pytest.raises(UserError) as e:
+        slurm.overrides({}, ["nonsense"])
+    assert "KEY=VALUE" in str(e.value)
+    with pytest.raises(UserError) as e:
+        loads(SPEC + "launch: {executor: slurm, slurm: {time: soon}}\n")
+    assert re.search(r"<spec>:\d+:\d+: launch.slurm.time: 'soon' is not a SLURM time limit", str(e.value))
+
+
+# --- on a real cluster ---------------------------------------------------------------------
+
+def _slurm_env() -> dict:
+    text = (Path(SLURM_DIR) / "env.sh").read_text()
+    conf = re.search(r"""export\s+SLURM_CONF=["']?([^"'\s]+)""", text).group(1)
+    return dict(os.environ, SLURM_CONF=conf, COLUMNS="200")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    env = _slurm_env()
+    ping = subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True)
+    assert "UP" in ping.stdout, f"cluster in {SLURM_DIR} is not up: {ping.stdout}{ping.stderr}"
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = env["SLURM_CONF"]  # for slurm.wait / job_states called here
+    yield env
+    if old is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = old
+
+
+def cli(env, *args, check=False):
+    proc = subprocess.run([sys.executable, "-m", "studyspec", *map(str, args)], capture_output=True, text=True,
+                          env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"studyspec {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def wait_all(spec, store, timeout=400):
+    from studyspec.load import load
+    from studyspec.store import Store
+
+    plan = build(load(spec).study)
+    return plan, slurm.wait(plan, Store(store), poll=1.0, timeout=timeout)
+
+
+@needs_cluster
+def test_failure_cancels_dependants_then_relaunch_matches_local_numbers(cluster, tmp_path):
+    import xarray as xr
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC.replace("seed: [0, 1]", "seed: [0]"))  # 4 jobs: prune, dense, scratch, bad_to_good
+    store, local_store = tmp_path / "store", tmp_path / "local"
+    # the local executor's run: the reference numbers (same seeds)
+    cli(cluster, "run", spec, "--store", local_store, "--out", tmp_path / "local.nc", check=True)
+    ref = xr.open_dataset(tmp_path / "local.nc")
+    prune0 = ref.run_job_id.sel(run="prune", seed=0).item()
+    scratch0 = ref.run_job_id.sel(run="scratch", seed=0).item()
+    path0 = ref.path_job_id.sel(path="bad_to_good", seed=0).item()
+
+    # a directory where prune (seed 0) must write final.pt makes that job fail for real
+    (store / prune0 / "final.pt" / "blocker").mkdir(parents=True)
+    proc = cli(cluster, "launch", spec, "--store", store, "--executor", "slurm", "--time", "10", check=True)
+    assert "submitted 4 jobs in 3 job arrays" in proc.stderr, proc.stderr
+    record = json.loads((store / "_slurm" / "tiny.json").read_text())
+    assert set(record["jobs"]) == set(ref.run_job_id.values.ravel()) | set(ref.path_job_id.values.ravel())
+    assert all(re.fullmatch(r"\d+_\d+", r["task"]) for r in record["jobs"].values())
+    plan, states = wait_all(spec, store)
+    assert states[prune0][0] == "failed" and states[scratch0][0] == "cancelled" and states[path0][0] == "cancelled"
+    assert sorted(s for s, _ in states.values()).count("done") == 1
+    assert starts(store, scratch0) == 0 and starts(store, path0) == 0  # never started
+    assert "Traceback" in (store / prune0 / "log.txt").read_text()
+
+    status = cli(cluster, "status", spec, "--store", store).stderr.replace("\n", " ")
+    assert re.search(rf"failed prune {prune0}: log \S*{prune0}/log.txt", status), status
+    assert re.search(rf"cancelled scratch {scratch0}", status) and re.search(rf"cancelled bad_to_good {path0}", status)
+    assert "2 cancelled, 1 done, 1 failed" in status
+
+    # fixed and launched again: only the failed job and its two dependants are submitted
+    shutil.rmtree(store / prune0 / "final.pt")
+    proc = cli(cluster, "launch", spec, "--store", store, "--executor", "slurm", "--time", "10", check=True)
+    assert "submitted 3 jobs in 3 job arrays, already done 1, already queued or running 0" in proc.stderr, proc.stderr
+    plan, states = wait_all(spec, store)
+    assert all(s == "done" for s, _ in states.values()), states
+    assert starts(store, prune0) == 2 and starts(store, scratch0) == 1
+    assert all(starts(store, j) == 1 for j in plan.jobs if j != prune0)
+    again = cli(cluster, "launch", spec, "--store", store, "--executor", "slurm", "--time", "10", check=True)
+    assert "submitted 0 jobs in 0 job arrays, already done 4" in again.stderr
+
+    cli(cluster, "collect", spec, "--store", store, "--out", tmp_path / "slurm.nc", check=True)
+    got = xr.open_dataset(tmp_path / "slurm.nc")
+    for var in ("train_loss", "test_acc", "weight_sparsity", "path_train_loss", "path_test_loss"):
+        assert np.array_equal(got[var].values, ref[var].values, equal_nan=True), var
+
+
+REQUEUE = """\
+study: requeue
+data: {dataset: mnist1d, batch_size: 128}
+model: {arch: mlp, hidden: [256, 256]}
+train: {steps: 3000, eval_every: 1000, checkpoint_every: 100}
+runs:
+  dense: {regime: dense}
+"""
+
+
+@needs_cluster
+def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
+    spec = tmp_path / "requeue.yaml"
+    spec.write_text(REQUEUE)
+    store = tmp_path / "store"
+    cli(cluster, "launch", spec, "--store", store, "-e", "slurm", "--time", "10", check=True)
+    (job_id, rec), = json.loads((store / "_slurm" / "requeue.json").read_text())["jobs"].items()
+    deadline = time.time() + 300
+    while not (store / job_id / "resume.pt").exists():  # the running job wrote a checkpoint
+        assert time.time() < deadline and not (store / job_id / "shard.json").exists(), "no checkpoint seen"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "requeue", rec["task"]], env=cluster, check=True)
+    plan, states = wait_all(spec, store)
+    assert states[job_id][0] == "done", states
+    log = (store / job_id / "log.txt").read_text()
+    assert "restart 1" in log and starts(store, job_id) == 2
+    m = re.search(r"resuming from step (\d+) of 3000", log)
+    assert m and int(m.group(1)) >= 100, log
+    shard = json.loads((store / job_id / "shard.json").read_text())
+    assert shard["coord"] == [0, 1000, 2000, 3000] and not (store / job_id / "resume.pt").exists()
+
+
+@needs_cluster
+def test_bad_launch_settings_are_refused_before_queueing(cluster, tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(SPEC.replace("study: tiny", "study: bad") + "launch:\n  slurm: {partition: nope}\n")
+    store = tmp_path / "store"
+    proc = cli(cluster, "launch", spec, "--store", store, "-e", "slurm")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert re.search(r"bad.yaml:\d+:\d+: launch.slurm.partition: SLURM rejects the train jobs' settings: "
+                     r"invalid partition", proc.stderr), proc.stderr
+    assert "hint: partitions here: debug" in proc.stderr
+    proc = cli(cluster, "launch", spec, "--store", store, "-e", "slurm", "--partition", "debug",
+               "--cpus-per-task", "999")
+    assert proc.returncode == 2 and "Requested node configuration is not available" in proc.stderr, proc.stderr
+    queued = subprocess.run(["squeue", "-h", "-o", "%j"], env=cluster, capture_output=True, text=True).stdout
+    assert "bad:" not in queued and not (store / "_slurm").exists()
