@@ -19,10 +19,11 @@ Mask policy (``mask``): an endpoint's mask is its set of non-zero prunable weigh
 masking). Endpoints reproduce their own runs exactly whenever the mask contains
 their non-zeros (always for union/none, and for shared when the masks agree).
 
-Evaluation: every point in one batched pass (``torch.func.functional_call`` +
-``vmap`` over stacked weights); points at exactly t=0 and t=1 are evaluated with
-``runners.evaluate.evaluate`` on one model, as the runs are, so they reproduce the
-runs' own metrics bit for bit (batched matmuls agree only to float tolerance).
+Evaluation (``evaluate_points``): on a GPU every point in one batched pass
+(``torch.func.functional_call`` + ``vmap`` over stacked weights), with the points at
+exactly t=0 and t=1 evaluated again on one model, as the runs are, so they reproduce
+the runs' own metrics bit for bit (batched matmuls agree only to float tolerance); on
+CPU, where the batched pass measured slower (docs/performance.md), one model per point.
 Models with BatchNorm get their running statistics recomputed at each point from
 ``bn_batches`` training batches (fixed, seeded order) before evaluation.
 
@@ -258,6 +259,27 @@ def evaluate_batched(model, stacked: dict, fixed: dict, x, y,
     return (loss_sum / len(y)).tolist(), (correct.double() / len(y)).tolist()
 
 
+def use_batched(stacked: dict) -> bool:
+    """The batched pass where it pays: on a GPU. On CPU it measured slower than the loop
+    (bench/paths_batched.py, docs/performance.md): the matmuls are compute-bound and the
+    vmapped ones less efficient, so CPU jobs evaluate one model per point."""
+    return next(iter(stacked.values())).is_cuda
+
+
+def evaluate_points(model, stacked: dict, fixed: dict, x, y, exact=()) -> tuple[list[float], list[float]]:
+    """Loss and accuracy of every point: batched on a GPU (the points at indices ``exact``,
+    t = 0 and 1, then again on one model, so endpoints are bit-identical to the runs),
+    else one model per point (every point bit-identical to a model evaluated alone)."""
+    if not use_batched(stacked):
+        return evaluate_loop(model, stacked, fixed, x, y)
+    loss, acc = evaluate_batched(model, stacked, fixed, x, y)
+    if exact:
+        sub = {k: v[list(exact)] for k, v in stacked.items()}
+        for i, l, a in zip(exact, *evaluate_loop(model, sub, fixed, x, y)):
+            loss[i], acc[i] = l, a
+    return loss, acc
+
+
 def segment_lengths(stacked: dict, model) -> list[float]:
     """Euclidean distance between consecutive points, over the model's parameters."""
     names = [k for k, _ in model.named_parameters() if k in stacked]
@@ -482,15 +504,9 @@ def run_path(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path,
                            bn_batches(len(y_tr), bs, int(pcfg.get("bn_batches", 20)), int(cfg.get("seed", 0))))
 
     rec = {}
+    exact = [i for i, t in enumerate(all_ts) if t in (0.0, 1.0)]
     for split, (x, y) in (("train", (x_tr, y_tr)), ("test", (x_te, y_te))):
-        loss, acc = evaluate_batched(model, stacked, fixed, x, y)
-        # t = 0 and t = 1 exactly as the runs evaluate themselves (bit-identical endpoints)
-        exact = [i for i, t in enumerate(all_ts) if t in (0.0, 1.0)]
-        sub = {k: v[exact] for k, v in stacked.items()}
-        l_ex, a_ex = evaluate_loop(model, sub, fixed, x, y)
-        for i, l, a in zip(exact, l_ex, a_ex):
-            loss[i], acc[i] = l, a
-        rec[f"{split}_loss"], rec[f"{split}_acc"] = loss, acc
+        rec[f"{split}_loss"], rec[f"{split}_acc"] = evaluate_points(model, stacked, fixed, x, y, exact)
     lengths = segment_lengths(stacked, model)
     endpoint = {t: rec["train_loss"][len(ts) + extra.index(t)] for t in extra}
     scalars.update(summarize(ts, rec["train_loss"][:len(ts)], endpoint_loss=endpoint.get, lengths=lengths))
