@@ -230,3 +230,81 @@ def check(masks: dict[str, torch.Tensor], model: nn.Module) -> None:
     for n, m in masks.items():
         if tuple(m.shape) != tuple(params[n].shape):
             raise ValueError(f"mask {n} has shape {tuple(m.shape)}, weight has {tuple(params[n].shape)}")
+
+
+# --- scored masks, random masks, dynamic updates (used by prune, imp, fixed_mask, rigl, set) ---
+
+def _keep_top(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool tensor shaped like ``score`` with its ``k`` largest entries True (ties: lower flat index)."""
+    order = torch.argsort(score.flatten(), descending=True, stable=True)
+    m = torch.zeros(score.numel(), dtype=torch.bool, device=score.device)
+    m[order[:k]] = True
+    return m.view_as(score)
+
+
+@torch.no_grad()
+def magnitude_scores(model: nn.Module, within: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """|w| of each prunable weight; -1 outside ``within`` (so pruned weights are never kept first)."""
+    out = {}
+    for name, p in prunable(model).items():
+        s = p.detach().abs().float()
+        out[name] = s if within is None else torch.where(within[name], s, torch.full_like(s, -1.0))
+    return out
+
+
+@torch.no_grad()
+def scored_masks(scores: dict[str, torch.Tensor], sparsities: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Per layer: keep the ``n_keep`` highest-scoring weights."""
+    return {name: _keep_top(scores[name], n_keep(scores[name].numel(), s)) for name, s in sparsities.items()}
+
+
+@torch.no_grad()
+def global_scored_masks(scores: dict[str, torch.Tensor], sparsity: float) -> dict[str, torch.Tensor]:
+    """Across all prunable weights: keep the ``n_keep(total)`` highest scores (layers may end up
+    with different sparsities)."""
+    names = list(scores)
+    flat = torch.cat([scores[n].flatten() for n in names])
+    kept = _keep_top(flat, n_keep(flat.numel(), sparsity))
+    out, i = {}, 0
+    for n in names:
+        k = scores[n].numel()
+        out[n] = kept[i:i + k].view_as(scores[n])
+        i += k
+    return out
+
+
+def random_masks(model: nn.Module, sparsities: dict[str, float], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Per layer: ``n_keep`` positions drawn uniformly at random (``gen`` is a CPU generator)."""
+    params = prunable(model)
+    out = {}
+    for name, s in sparsities.items():
+        p = params[name]
+        perm = torch.randperm(p.numel(), generator=gen)
+        m = torch.zeros(p.numel(), dtype=torch.bool)
+        m[perm[:n_keep(p.numel(), s)]] = True
+        out[name] = m.view(p.shape).to(p.device)
+    return out
+
+
+def shuffle_masks(masks: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Each layer's mask permuted at random: the same number kept per layer, positions random."""
+    out = {}
+    for name, m in masks.items():
+        perm = torch.randperm(m.numel(), generator=gen).to(m.device)
+        out[name] = m.flatten()[perm].view_as(m)
+    return out
+
+
+@torch.no_grad()
+def drop_grow(mask: torch.Tensor, weight: torch.Tensor, n: int, grow_score: torch.Tensor) -> torch.Tensor:
+    """Dynamic sparse update of one layer: drop the ``n`` active weights of smallest |w|, then
+    grow the ``n`` inactive positions (just-dropped ones included) of largest ``grow_score``
+    (>= 0). The number of active weights is unchanged."""
+    active = int(mask.sum())
+    n = max(0, min(int(n), active))
+    if n == 0:
+        return mask.clone()
+    minus = torch.full_like(weight, -1.0, dtype=torch.float32)
+    after_drop = _keep_top(torch.where(mask, weight.abs().float(), minus), active - n)
+    grown = _keep_top(torch.where(after_drop, minus, grow_score.float()), n)
+    return after_drop | grown

@@ -1,173 +1,203 @@
-"""The training loop for the regimes ``dense``, ``prune`` and ``fixed_mask``.
+"""The training loop shared by every regime (runners/regimes.py).
 
 Conventions (see docs/internals.md for the config):
 
-- t counts optimizer steps taken. At each t = 0..steps, in this order: the pruning
-  update due at t (prune regime), ``init.pt`` (t = 0), ``step_t.pt`` if t is in
-  ``train.checkpoints``, the evaluation (t = 0, every ``eval_every``, t = steps),
-  then the optimizer step t+1 (for t < steps). So "the model at step t" is after t
-  optimizer steps and the pruning due at t.
-- Seeds, all derived from the job seed:
-  model init of dense/prune = ``torch.manual_seed(seed)``;
-  model init of fixed_mask with ``init: fresh`` = ``derive_seed(seed, "fresh")``,
-  so scratch never shares its init with the prune run of the same seed;
-  data order = ``torch.Generator`` seeded with ``derive_seed(seed, "data")``,
-  the same for every regime at a seed (a new random permutation each epoch,
-  last partial batch kept).
+- g counts optimizer steps taken (global; equals the in-round step t except for imp,
+  see runners.regimes.Imp). At each g = 0..total, in this order: the regime's events
+  due at g (pruning), ``init.pt`` (g = 0), ``step_t.pt`` if t is in
+  ``train.checkpoints`` (round 0), the evaluation (g = 0, t multiple of ``eval_every``,
+  t = steps), the regime's after-evaluation events (imp: prune and rewind), the resume
+  checkpoint (every ``checkpoint_every`` steps), then optimizer step g+1. So "the model
+  at step t" is after t optimizer steps and the pruning due at t.
+- Length: ``train.steps``, or ``train.epochs`` converted to
+  ceil(epochs * train size / batch_size) steps.
+- Data order: a ``torch.Generator`` seeded with ``derive_seed(seed, "data")``, the same
+  for every regime at a seed (a new random permutation each epoch, last partial batch kept).
 - Masked training: before each optimizer step the gradients of pruned weights are
   zeroed, after it the mask is re-applied, so pruned weights stay exactly 0
-  (as +0.0 or -0.0).
+  (as +0.0 or -0.0). The training loss uses ``label_smoothing``; the recorded losses do not.
+- Evaluation records train_loss/acc and test_loss/acc (full sets, eval mode), ``sparsity``
+  (fraction of zero prunable weights) and ``grad_norm``: the L2 norm of the gradient of
+  the full-training-set loss restricted to the mask (all of it for dense runs).
+- Resume: see runners/checkpoint.py.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from runners import artifacts, data, masks as M, models, schedule
-from runners.evaluate import evaluate
+from runners import artifacts, checkpoint, data, masks as M
+from runners.evaluate import EVAL_BATCH, evaluate
+from runners.optim import lr_at, make_optimizer, set_lr  # noqa: F401  (lr_at, make_optimizer: API)
+from runners.regimes import Context, derive_seed, make  # noqa: F401  (derive_seed: API)
 
 
-def derive_seed(seed: int, purpose: str) -> int:
-    """A deterministic seed for ``purpose``, distinct from ``seed`` itself."""
-    h = hashlib.sha256(f"studyspec/{int(seed)}/{purpose}".encode()).digest()
-    return int.from_bytes(h[:8], "little") % (2**63 - 1)
+class Sampler:
+    """Mini-batch indices: a random permutation per epoch from its own generator. Its
+    state (generator, permutation, position) is part of a resume checkpoint."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.bs = int(n), int(batch_size)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.perm: torch.Tensor | None = None
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.perm is None or self.pos >= self.n:
+            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.perm[self.pos:self.pos + self.bs]
+        self.pos += self.bs
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.gen.set_state(s["gen"])
+        self.perm, self.pos = s["perm"], int(s["pos"])
 
 
-def make_optimizer(params, opt_cfg: dict) -> torch.optim.Optimizer:
-    name = opt_cfg["name"]
-    lr, wd = float(opt_cfg["lr"]), float(opt_cfg.get("weight_decay", 0.0))
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(opt_cfg.get("momentum", 0.0)),
-                               nesterov=bool(opt_cfg.get("nesterov", False)), weight_decay=wd)
-    if name == "adam":
-        betas = tuple(opt_cfg.get("betas", (0.9, 0.999)))
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r}; known: adam, sgd")
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
-def lr_at(t: int, base_lr: float, sched_cfg: dict, steps: int) -> float:
-    """Learning rate of optimizer step t+1 (t = 0..steps-1): linear warmup over
-    ``warmup`` steps, then constant or cosine decay to 0 over the remaining steps."""
-    name, warmup = sched_cfg.get("name", "constant"), int(sched_cfg.get("warmup", 0) or 0)
-    if t < warmup:
-        return base_lr * (t + 1) / warmup
-    if name == "constant":
-        return base_lr
-    if name == "cosine":
-        span = max(steps - warmup, 1)
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * (t - warmup) / span))
-    raise ValueError(f"unknown lr schedule {name!r}; known: constant, cosine")
+def n_steps(tcfg: dict, n_train: int, batch_size: int) -> int:
+    if tcfg.get("steps"):
+        return int(tcfg["steps"])
+    return int(math.ceil(float(tcfg["epochs"]) * n_train / int(batch_size)))
 
 
-def _batches(n: int, batch_size: int, gen: torch.Generator):
-    while True:
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, batch_size):
-            yield perm[i:i + batch_size]
-
-
-def _load_mask(ref: dict, inputs: dict, model) -> dict:
-    """Mask from a reference: ``mask`` (or ``final`` when the run saved mask.pt)
-    loads mask.pt; any other state artifact gives its non-zero pattern."""
-    if ref["artifact"] in ("mask", "final"):
-        p = Path(inputs[ref["job"]]) / artifacts.filename("mask")
-        if ref["artifact"] == "mask" or p.exists():
-            m = M.load(artifacts.resolve({"job": ref["job"], "artifact": "mask"}, inputs))
-            M.check(m, model)
-            return m
-    return M.nonzero_masks(artifacts.load_state(ref, inputs), model)
-
-
-def _float_masks(masks: dict, params: dict) -> list:
-    return [(params[n], m.to(params[n].dtype)) for n, m in masks.items()]
+def evaluate_with_grad(model, masks, x, y) -> tuple[float, float, float]:
+    """Full-set loss and accuracy (the same numbers as runners.evaluate.evaluate: same
+    chunks, same reduction) and, from the same forward passes, the L2 norm of the gradient
+    of the mean loss restricted to the mask. Eval mode; gradients are cleared after."""
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(y), EVAL_BATCH):
+        out, yb = model(x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]
+        batch_loss = F.cross_entropy(out, yb, reduction="sum")
+        loss_sum += float(batch_loss.detach())
+        correct += int((out.detach().argmax(1) == yb).sum())
+        (batch_loss / len(y)).backward()
+    total = 0.0
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.grad is None:
+                continue
+            g = p.grad if masks is None or name not in masks else p.grad * masks[name]
+            total += float((g.double() ** 2).sum())
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return loss_sum / len(y), correct / len(y), math.sqrt(total)
 
 
 def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) -> dict:
     run_dir = Path(run_dir)
     seed = int(cfg["seed"])
-    tcfg, rcfg = cfg["train"], cfg["regime"]
-    regime, steps = rcfg["regime"], int(tcfg["steps"])
-    if regime not in ("dense", "prune", "fixed_mask"):
-        raise ValueError(f"unknown regime {regime!r}; known: dense, fixed_mask, prune")
+    tcfg = cfg["train"]
+    device = resolve_device(tcfg.get("device", "auto"))
 
     x_tr, y_tr, x_te, y_te = data.load(cfg["data"], cache_dir)
     in_features, n_classes = int(x_tr[0].numel()), int(torch.cat([y_tr, y_te]).max()) + 1
+    x_tr, y_tr, x_te, y_te = (a.to(device) for a in (x_tr, y_tr, x_te, y_te))
+    bs = int(cfg["data"]["batch_size"])
+    steps = n_steps(tcfg, len(y_tr), bs)
 
-    fresh = regime == "fixed_mask" and rcfg.get("init", "fresh") == "fresh"
-    torch.manual_seed(derive_seed(seed, "fresh") if fresh else seed)
-    model = models.build(cfg["model"], in_features, n_classes)
-
-    masks = None
-    if regime == "fixed_mask":
-        if not fresh:
-            model.load_state_dict(artifacts.load_state(rcfg["init"], inputs))
-        masks = _load_mask(rcfg["mask"], inputs, model)
-        M.apply(model, masks)
-    elif regime == "prune":
-        psched = rcfg["schedule"]
-        p_begin, p_end = schedule.step_bounds(psched, steps)
-        s_i, s_f = float(psched.get("initial", 0.0)), float(rcfg["sparsity"])
-        every, dist = int(psched["every"]), rcfg.get("distribution", "uniform")
-
-    opt = make_optimizer(model.parameters(), tcfg["optimizer"])
-    base_lr = float(tcfg["optimizer"]["lr"])
-    gen = torch.Generator().manual_seed(derive_seed(seed, "data"))
-    batches = _batches(len(y_tr), int(cfg["data"]["batch_size"]), gen)
+    ctx = Context(cfg, run_dir, inputs, steps, in_features, n_classes, device)
+    regime = make(cfg["regime"], ctx)
+    regime.start()
+    ctx.new_optimizer()
+    total = regime.total_steps()
+    sampler = Sampler(len(y_tr), bs, derive_seed(seed, "data"))
     eval_every = int(tcfg.get("eval_every", 0) or 0)
-    checkpoints = {int(c) for c in tcfg.get("checkpoints", [])}
-    params = M.prunable(model)
-    # (param, float mask) pairs for the hot loop: mul_ by a 0/1 float mask is ~10x faster
-    # than masked_fill_ with a bool mask (the zeros it writes may be -0.0; still == 0).
-    keep = None if masks is None else _float_masks(masks, params)
+    every_ckpt = int(tcfg.get("checkpoint_every", 0) or 0)
+    named = {int(c) for c in tcfg.get("checkpoints", [])}
+    base_lr, sched, smoothing = float(tcfg["optimizer"]["lr"]), tcfg["schedule"], float(tcfg.get("label_smoothing", 0.0))
+    params = M.prunable(ctx.model)
 
-    rec = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "sparsity")}
-    coord = []
-    model.train()
-    for t in range(steps + 1):
-        if regime == "prune" and schedule.is_update_step(t, p_begin, p_end, every):
-            s_t = schedule.cubic_sparsity(t, s_i, s_f, p_begin, p_end)
-            masks = M.magnitude_masks(model, M.layer_sparsities(model, s_t, dist))
-            M.apply(model, masks)
-            keep = _float_masks(masks, params)
-        if t == 0:
-            artifacts.save_state(model, run_dir / "init.pt")
-        if t in checkpoints:
-            artifacts.save_state(model, run_dir / artifacts.step_filename(t))
-        if t == 0 or t == steps or (eval_every > 0 and t % eval_every == 0):
-            coord.append(t)
-            for split, (x, y) in (("train", (x_tr, y_tr)), ("test", (x_te, y_te))):
-                loss, acc = evaluate(model, x, y)
-                rec[f"{split}_loss"].append(loss)
-                rec[f"{split}_acc"].append(acc)
-            rec["sparsity"].append(M.sparsity(model))
-        if t == steps:
-            break
-        idx = next(batches)
-        loss = F.cross_entropy(model(x_tr[idx]), y_tr[idx])
-        opt.zero_grad(set_to_none=True)
+    def float_masks():
+        # (param, float mask) pairs for the hot loop: mul_ by a 0/1 float mask is ~10x faster
+        # than masked_fill_ with a bool mask (the zeros it writes may be -0.0; still == 0).
+        return None if ctx.masks is None else [(params[n], m.to(params[n].dtype)) for n, m in ctx.masks.items()]
+
+    rec = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "sparsity", "grad_norm")}
+    if cfg["regime"]["regime"] == "imp":
+        rec["round"] = []
+    coord: list[int] = []
+    g, resumed = 0, False
+    state = checkpoint.load(run_dir, cfg)
+    if state is not None:
+        g, rec, coord = checkpoint.restore(state, ctx, sampler, regime)
+        resumed = True
+        print(f"resuming from step {g} of {total} ({checkpoint.FILE})", flush=True)
+    keep = float_masks()
+
+    ctx.model.train()
+    while True:
+        if not resumed:
+            masks_before = ctx.masks
+            regime.at_step(g)
+            r, t = regime.local_step(g)
+            if g == 0:
+                artifacts.save_state(ctx.model, run_dir / "init.pt")
+            if r == 0 and t in named:
+                artifacts.save_state(ctx.model, run_dir / artifacts.step_filename(t))
+            if g == 0 or t == steps or (eval_every > 0 and t % eval_every == 0):
+                coord.append(g)
+                loss, acc, grad_norm = evaluate_with_grad(ctx.model, ctx.masks, x_tr, y_tr)
+                rec["train_loss"].append(loss)
+                rec["train_acc"].append(acc)
+                loss, acc = evaluate(ctx.model, x_te, y_te)
+                rec["test_loss"].append(loss)
+                rec["test_acc"].append(acc)
+                rec["sparsity"].append(M.sparsity(ctx.model))
+                rec["grad_norm"].append(grad_norm)
+                if "round" in rec:
+                    rec["round"].append(float(r))
+            regime.after_eval(g, rec)
+            if ctx.masks is not masks_before:
+                keep = float_masks()
+            if g == total:
+                break
+            if every_ckpt > 0 and g > 0 and g % every_ckpt == 0:
+                checkpoint.save(run_dir, cfg, g, ctx, sampler, regime, rec, coord)
+        resumed = False
+        _, t = regime.local_step(g)
+        idx = sampler.next().to(device)
+        loss = F.cross_entropy(ctx.model(x_tr[idx]), y_tr[idx], label_smoothing=smoothing)
+        ctx.opt.zero_grad(set_to_none=True)
         loss.backward()
-        for g in opt.param_groups:
-            g["lr"] = lr_at(t, base_lr, tcfg["schedule"], steps)
+        if regime.after_backward(g):
+            keep = float_masks()
+        set_lr(ctx.opt, lr_at(t, base_lr, sched, steps))
         if keep is not None:
             with torch.no_grad():
                 for p, fm in keep:
                     p.grad.mul_(fm)
-        opt.step()
+        ctx.opt.step()
         if keep is not None:
             with torch.no_grad():
                 for p, fm in keep:
                     p.mul_(fm)
+        g += 1
 
-    artifacts.save_state(model, run_dir / "final.pt")
-    if regime != "dense":
-        M.save(masks if masks is not None else M.ones_masks(model), run_dir / "mask.pt")
+    artifacts.save_state(ctx.model, run_dir / "final.pt")
+    if ctx.masks is not None:
+        M.save({k: v.cpu() for k, v in ctx.masks.items()}, run_dir / "mask.pt")
+    elif cfg["regime"]["regime"] not in ("dense", "small_dense"):
+        M.save(M.ones_masks(ctx.model), run_dir / "mask.pt")
+    checkpoint.remove(run_dir)
 
     n_prunable = sum(p.numel() for p in params.values())
-    scalars = {f"final_{k}": v[-1] for k, v in rec.items()}
-    scalars.update(n_params=sum(p.numel() for p in model.parameters()), n_prunable=n_prunable,
-                   n_nonzero_prunable=sum(int((p != 0).sum()) for p in params.values()))
+    scalars = {f"final_{k}": v[-1] for k, v in rec.items() if k != "round"}
+    scalars.update(n_params=sum(p.numel() for p in ctx.model.parameters()), n_prunable=n_prunable,
+                   n_nonzero_prunable=sum(int((p != 0).sum()) for p in params.values()), steps=total)
+    scalars.update(regime.scalars())
     return {"dim": "step", "coord": coord, "vars": rec, "scalars": scalars}

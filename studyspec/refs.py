@@ -51,7 +51,7 @@ def check_references(spec) -> list[Problem]:
             problems.append(spec.problem(
                 where, "a mask is not a set of weights", f"use {run}.init, {run}.final or {run}.step[N]"))
         elif step is not None:
-            if step > study.train.steps:
+            if study.train.steps is not None and step > study.train.steps:
                 problems.append(spec.problem(
                     where, f"step {step} is past the end of training ({study.train.steps} steps)"))
             elif step not in study.train.checkpoints:
@@ -61,6 +61,7 @@ def check_references(spec) -> list[Problem]:
     for name, regime in study.runs.items():
         for field, ref in regime.refs().items():
             check(("runs", name, field), ref, as_mask=(field == "mask"))
+        problems += _regime_checks(spec, name, regime)
     for name, path in study.paths.items():
         ats = path.ats()
         for field, ref in path.refs().items():
@@ -90,6 +91,24 @@ def _at_checks(spec, name: str, ats: dict) -> list[Problem]:
                 out.append(spec.problem(
                     where, f"{value!r} is not a coordinate of dimension {dim!r}",
                     f"{dim} takes the values {', '.join(map(str, coords[dim]))}"))
+    return out
+
+
+SMALL_DENSE_ARCHS = ("mlp",)  # archs whose widths runners/regimes.py knows how to scale
+
+
+def _regime_checks(spec, name: str, regime) -> list[Problem]:
+    """Checks of a regime against the rest of the study (not references)."""
+    study: Study = spec.study
+    out = []
+    if regime.regime == "small_dense" and study.model.arch not in SMALL_DENSE_ARCHS:
+        out.append(spec.problem(("runs", name, "regime"),
+                                f"small_dense cannot scale the widths of arch {study.model.arch!r}",
+                                f"small_dense supports: {', '.join(SMALL_DENSE_ARCHS)}"))
+    if regime.regime == "imp" and study.train.steps is not None and regime.rewind >= study.train.steps:
+        out.append(spec.problem(("runs", name, "rewind"),
+                                f"rewind step {regime.rewind} is not before the end of training "
+                                f"({study.train.steps} steps)", "rewind to an early step, e.g. 0"))
     return out
 
 

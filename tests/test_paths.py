@@ -142,8 +142,17 @@ def test_sparse_bezier_stays_in_mask_and_dense_leaves_it(runs, cache):
         assert m["vars"]["train_loss"][-1] == out["prune"]["scalars"]["final_train_loss"]
         assert math.isfinite(m["scalars"]["curve_loss"]) and m["scalars"]["length"] > 0
     m = run_path(root, cache, "bzd", curve(subspace="dense"))
-    ctrl = torch.load(root / "bzd" / "curve.pt", weights_only=True)["points"][1]
-    assert any(bool((ctrl[k][~keep] != 0).any()) for k, keep in mask.items())
+    pts = torch.load(root / "bzd" / "curve.pt", weights_only=True)["points"]
+    assert any(bool((pts[1][k][~keep] != 0).any()) for k, keep in mask.items())
+    # and the dense curve is evaluated as trained: its midpoint is not cut back into the mask
+    from runners.data import load
+    from runners.evaluate import evaluate
+
+    x, y, _, _ = load(CFG["data"], cache)
+    net = mlp()
+    net.load_state_dict(paths.combine(pts, paths.Bezier(2).coeffs(0.5)))
+    assert m["vars"]["train_loss"][3] == pytest.approx(evaluate(net, x, y)[0], rel=1e-5)
+    assert "path_sparsity" not in m["scalars"]
 
 
 def test_polychain(runs, cache):

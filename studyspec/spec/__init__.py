@@ -2,7 +2,8 @@
 
 from .base import ARTIFACT, Name, Ref, Strict, ref_step, split_ref
 from .paths import AnyPath, Linear, PathQuery
-from .regimes import AnyRegime, Dense, FixedMask, Prune, PruneSchedule, Regime
+from .regimes import (SET, AnyRegime, Dense, DynamicSparse, FixedMask, Imp, MaskedStart, Prune,
+                      PruneSchedule, Regime, RigL, SmallDense)
 from .study import Launch, Output, Study
 from .train import Data, LRSchedule, Model, Optimizer, Train
 
@@ -10,4 +11,5 @@ __all__ = [
     "ARTIFACT", "AnyPath", "AnyRegime", "Data", "Dense", "FixedMask", "LRSchedule", "Launch",
     "Linear", "Model", "Name", "Optimizer", "Output", "PathQuery", "Prune", "PruneSchedule",
     "Ref", "Regime", "Strict", "Study", "Train", "ref_step", "split_ref",
+    "DynamicSparse", "Imp", "MaskedStart", "RigL", "SET", "SmallDense",
 ]

@@ -6,6 +6,8 @@ from typing import Annotated, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
+from pydantic import model_validator
+
 from .base import Strict
 
 
@@ -142,22 +144,58 @@ Model = Annotated[Union[MLP, LeNet300, LeNet5, Conv1d, ResNet, WRN, TorchvisionR
 
 
 class Optimizer(Strict):
-    name: Literal["sgd", "adam"] = "sgd"
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: PositiveFloat = 0.1
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    nesterov: bool = False
-    weight_decay: NonNegativeFloat = 0.0
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="sgd only")
+    nesterov: bool = Field(False, description="sgd only; needs momentum > 0")
+    weight_decay: NonNegativeFloat = Field(0.0, description="L2 (sgd, adam) or decoupled (adamw)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw")
+
+    @model_validator(mode="after")
+    def _nesterov(self):
+        if self.nesterov and (self.name != "sgd" or self.momentum <= 0):
+            raise ValueError("nesterov needs name: sgd and momentum > 0")
+        return self
 
 
 class LRSchedule(Strict):
-    name: Literal["constant", "cosine"] = "constant"
+    """Learning rate of each step: linear warm-up, then constant, multistep or cosine."""
+
+    name: Literal["constant", "multistep", "cosine"] = "constant"
     warmup: NonNegativeInt = Field(0, description="linear warm-up steps")
+    milestones: list[NonNegativeFloat] = Field(
+        [], description="multistep: where the lr is multiplied by gamma; values < 1 are "
+                        "fractions of training, values >= 1 are steps")
+    gamma: PositiveFloat = Field(0.1, description="multistep factor")
+
+    @model_validator(mode="after")
+    def _milestones(self):
+        if self.milestones and self.name != "multistep":
+            raise ValueError("milestones apply to name: multistep")
+        if self.name == "multistep" and not self.milestones:
+            raise ValueError("multistep needs milestones, e.g. [0.5, 0.75]")
+        if list(self.milestones) != sorted(self.milestones):
+            raise ValueError(f"milestones must increase, got {list(self.milestones)}")
+        return self
 
 
 class Train(Strict):
-    steps: PositiveInt = Field(description="optimizer steps")
+    steps: PositiveInt | None = Field(None, description="optimizer steps (or give epochs)")
+    epochs: PositiveFloat | None = Field(
+        None, description="length in epochs instead of steps: steps = ceil(epochs * train size / batch_size)")
     optimizer: Optimizer = Optimizer()
     schedule: LRSchedule = LRSchedule()
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing")
     eval_every: PositiveInt = Field(100, description="evaluate every N steps")
     checkpoints: list[NonNegativeInt] = Field(
         [], description="steps whose weights are kept (referenced as run.step[N])")
+    checkpoint_every: NonNegativeInt = Field(
+        1000, description="write a resume checkpoint every N steps (0: never); a killed job "
+                          "restarts from it and finishes bit-identical")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present")
+
+    @model_validator(mode="after")
+    def _length(self):
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give the length of training as exactly one of steps or epochs")
+        return self

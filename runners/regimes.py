@@ -1,0 +1,344 @@
+"""The training regimes, written once on top of runners/masks.py and runners/schedule.py.
+
+A regime decides how the model starts (weights, mask) and what happens to the mask
+during training. The loop (runners/train.py) calls, at every global step g:
+
+    at_step(g)        events due before the evaluation at g (gradual pruning)
+    ... init.pt / step_N.pt / evaluation at g ...
+    after_eval(g)     events due after it (imp: prune, rewind, next round)
+    after_backward(g) between backward and the optimizer step (rigl / set updates)
+
+``local_step(g)`` maps the global step to (round, t): the position inside the round's
+schedule (learning rate, eval, checkpoints). Only ``imp`` has more than one round.
+``state_dict``/``load_state_dict`` hold what a resume needs beyond model, optimizer and mask.
+
+Seeds (all derived from the job seed, see ``derive_seed``): the model is initialised
+with ``torch.manual_seed(seed)``, except a fresh init of a masked-start regime
+(fixed_mask, rigl, set with ``init: fresh``), which uses ``derive_seed(seed, "fresh")``
+so scratch never shares its init with the prune run of its seed. Random masks use
+``derive_seed(seed, "mask")``, shuffles ``"shuffle"``, SET's growth ``"grow"``.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from pathlib import Path
+
+import torch
+
+from runners import artifacts, masks as M, models, optim, schedule
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """A deterministic seed for ``purpose``, distinct from ``seed`` itself."""
+    h = hashlib.sha256(f"studyspec/{int(seed)}/{purpose}".encode()).digest()
+    return int.from_bytes(h[:8], "little") % (2**63 - 1)
+
+
+def _gen(seed: int, purpose: str) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, purpose))
+
+
+def load_mask(ref: dict, inputs: dict, model) -> dict:
+    """Mask from a reference: ``mask`` (or ``final`` when the run saved mask.pt)
+    loads mask.pt; any other state artifact gives its non-zero pattern."""
+    if ref["artifact"] in ("mask", "final"):
+        p = Path(inputs[ref["job"]]) / artifacts.filename("mask")
+        if ref["artifact"] == "mask" or p.exists():
+            m = M.load(artifacts.resolve({"job": ref["job"], "artifact": "mask"}, inputs))
+            M.check(m, model)
+            return m
+    return M.nonzero_masks(artifacts.load_state(ref, inputs), model)
+
+
+class Context:
+    """What regimes may touch: the job config, the model, the optimizer, the mask."""
+
+    def __init__(self, cfg: dict, run_dir: Path, inputs: dict, steps: int, in_features: int,
+                 n_classes: int, device: torch.device):
+        self.cfg, self.run_dir, self.inputs = cfg, Path(run_dir), inputs
+        self.seed, self.steps, self.device = int(cfg["seed"]), int(steps), device
+        self.in_features, self.n_classes = in_features, n_classes
+        self.model: torch.nn.Module | None = None
+        self.opt: torch.optim.Optimizer | None = None
+        self.masks: dict | None = None  # None: dense
+
+    def build(self, model_cfg: dict | None = None, seed: int | None = None) -> torch.nn.Module:
+        torch.manual_seed(self.seed if seed is None else seed)
+        return models.build(model_cfg or self.cfg["model"], self.in_features, self.n_classes).to(self.device)
+
+    def new_optimizer(self) -> None:
+        self.opt = optim.make_optimizer(self.model.parameters(), self.cfg["train"]["optimizer"])
+
+    def set_masks(self, masks: dict) -> None:
+        self.masks = {k: v.to(self.device) for k, v in masks.items()}
+        M.apply(self.model, self.masks)
+
+
+class Regime:
+    rounds = 1
+
+    def __init__(self, rcfg: dict, ctx: Context):
+        self.r, self.ctx = rcfg, ctx
+
+    def start(self) -> None:
+        """Set ctx.model (and ctx.masks) as at step 0."""
+        self.ctx.model = self.ctx.build()
+
+    def total_steps(self) -> int:
+        return self.ctx.steps
+
+    def local_step(self, g: int) -> tuple[int, int]:
+        return 0, g
+
+    def at_step(self, g: int) -> None:
+        pass
+
+    def after_eval(self, g: int, rec: dict) -> None:
+        pass
+
+    def after_backward(self, g: int) -> bool:
+        """Return True when the mask changed."""
+        return False
+
+    def scalars(self) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class Dense(Regime):
+    pass
+
+
+def _magnitude(model, sparsity: float, rcfg: dict, within=None) -> dict:
+    """Magnitude mask at ``sparsity``: per layer (``distribution``) or global (``scope``)."""
+    scores = M.magnitude_scores(model, within)
+    if rcfg.get("scope", "layer") == "global":
+        return M.global_scored_masks(scores, sparsity)
+    return M.scored_masks(scores, M.layer_sparsities(model, sparsity, rcfg.get("distribution", "uniform")))
+
+
+class Prune(Regime):
+    """Gradual magnitude pruning (Zhu & Gupta) on runners.schedule; one-shot when begin == end."""
+
+    def start(self):
+        super().start()
+        ps = self.r["schedule"]
+        self.begin, self.end = schedule.step_bounds(ps, self.ctx.steps)
+        self.s_i, self.s_f, self.every = float(ps.get("initial", 0.0)), float(self.r["sparsity"]), int(ps["every"])
+
+    def at_step(self, g):
+        if schedule.is_update_step(g, self.begin, self.end, self.every):
+            s_t = schedule.cubic_sparsity(g, self.s_i, self.s_f, self.begin, self.end)
+            self.ctx.set_masks(_magnitude(self.ctx.model, s_t, self.r))
+
+
+class Imp(Regime):
+    """Iterative magnitude pruning with rewinding. Round 0 trains the dense model for
+    ``steps`` steps; after round r (r < rounds) the ``fraction`` of the remaining weights
+    with smallest magnitude is pruned (cumulative sparsity 1 - (1 - fraction)**(r+1)),
+    the survivors are reset to their values at step ``rewind`` of round 0 (rewind.pt;
+    init.pt when 0), the optimizer state is reset, and round r+1 trains steps
+    rewind..steps with the same lr schedule. Global step g counts every optimizer step:
+    total = steps + rounds * (steps - rewind). ``step_N.pt`` checkpoints are of round 0."""
+
+    def start(self):
+        super().start()
+        self.rounds = int(self.r["rounds"])
+        self.k = int(self.r.get("rewind", 0))
+        if not 0 <= self.k < self.ctx.steps:
+            raise ValueError(f"imp rewind step {self.k} must be in [0, {self.ctx.steps})")
+        f = self.r.get("fraction")
+        self.fraction = float(f) if f is not None else 1.0 - (1.0 - float(self.r["sparsity"])) ** (1.0 / self.rounds)
+        self.round, self.round_start = 0, 0
+        self.results: dict = {}
+
+    def total_steps(self):
+        return self.ctx.steps + self.rounds * (self.ctx.steps - self.k)
+
+    def local_step(self, g):
+        return self.round, (0 if self.round == 0 else self.k) + (g - self.round_start)
+
+    def at_step(self, g):
+        if self.round == 0 and g == self.k and self.k > 0:
+            artifacts.save_state(self.ctx.model, self.ctx.run_dir / "rewind.pt")
+
+    def after_eval(self, g, rec):
+        r, t = self.local_step(g)
+        if t != self.ctx.steps:
+            return
+        for k, v in rec.items():
+            self.results[f"round{r}_{k}"] = v[-1]
+        if r == self.rounds:
+            return
+        sparsity = 1.0 - (1.0 - self.fraction) ** (r + 1)
+        masks = _magnitude(self.ctx.model, sparsity, self.r, within=self.ctx.masks)
+        rewind = artifacts.load_obj(self.ctx.run_dir / ("rewind.pt" if self.k > 0 else "init.pt"))
+        self.ctx.model.load_state_dict(rewind)
+        self.ctx.set_masks(masks)
+        self.ctx.new_optimizer()
+        self.round, self.round_start = r + 1, g
+
+    def scalars(self):
+        return dict(self.results, fraction_per_round=self.fraction)
+
+    def state_dict(self):
+        return {"round": self.round, "round_start": self.round_start, "results": dict(self.results)}
+
+    def load_state_dict(self, state):
+        self.round, self.round_start = int(state["round"]), int(state["round_start"])
+        self.results = dict(state["results"])
+
+
+class MaskedStart(Regime):
+    """fixed_mask (and the start of rigl / set): the mask from another run or random from a
+    distribution at the study's sparsity, optionally shuffled within each layer; init fresh
+    (optionally scaled by 1/sqrt(layer density) for the reduced fan-in) or another run's weights."""
+
+    def start(self):
+        ctx, r = self.ctx, self.r
+        fresh = r.get("init", "fresh") == "fresh"
+        ctx.model = ctx.build(seed=derive_seed(ctx.seed, "fresh") if fresh else None)
+        if not fresh:
+            ctx.model.load_state_dict(artifacts.load_state(r["init"], ctx.inputs))
+        if r["mask"] == "random":
+            sp = M.layer_sparsities(ctx.model, float(r["sparsity"]), r.get("distribution", "uniform"))
+            masks = M.random_masks(ctx.model, sp, _gen(ctx.seed, "mask"))
+        else:
+            masks = load_mask(r["mask"], ctx.inputs, ctx.model)
+        if r.get("shuffle", False):
+            masks = M.shuffle_masks({k: v.cpu() for k, v in masks.items()}, _gen(ctx.seed, "shuffle"))
+        if fresh and r.get("scale_init", False):
+            params = M.prunable(ctx.model)
+            with torch.no_grad():
+                for name, m in masks.items():
+                    density = float(m.sum()) / m.numel()
+                    if density > 0:
+                        params[name].mul_(1.0 / math.sqrt(density))
+        ctx.set_masks(masks)
+
+
+class FixedMask(MaskedStart):
+    pass
+
+
+class DynamicSparse(MaskedStart):
+    """RigL / SET: at t = every, 2*every, ... while t < stop * steps, each layer drops
+    round(f_t * active) of its active weights with smallest |w| and grows as many inactive
+    ones, at zero, with their optimizer state zeroed. f_t = drop_fraction/2 * (1 + cos(pi t / t_stop))."""
+
+    def start(self):
+        super().start()
+        self.every, self.f0 = int(self.r["every"]), float(self.r["drop_fraction"])
+        self.t_stop = int(round(float(self.r["stop"]) * self.ctx.steps))
+        self.gen = _gen(self.ctx.seed, "grow")
+        self.updates = 0
+
+    def drop_fraction(self, t: int) -> float:
+        return self.f0 / 2.0 * (1.0 + math.cos(math.pi * t / max(self.t_stop, 1)))
+
+    def grow_score(self, p: torch.nn.Parameter) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def after_backward(self, g):
+        if not (0 < g < self.t_stop and g % self.every == 0):
+            return False
+        f = self.drop_fraction(g)
+        params, new = M.prunable(self.ctx.model), {}
+        for name, m in self.ctx.masks.items():
+            p = params[name]
+            new[name] = M.drop_grow(m, p, int(round(f * int(m.sum()))), self.grow_score(p))
+            p.masked_fill_(~new[name], 0.0)
+            p.masked_fill_(new[name] & ~m, 0.0)  # grown weights start at zero
+            optim.reset_state(self.ctx.opt, p, new[name] & m)
+        self.ctx.masks = new
+        self.updates += 1
+        return True
+
+    def scalars(self):
+        return {"mask_updates": self.updates}
+
+    def state_dict(self):
+        return {"gen": self.gen.get_state(), "updates": self.updates}
+
+    def load_state_dict(self, state):
+        self.gen.set_state(state["gen"])
+        self.updates = int(state["updates"])
+
+
+class RigL(DynamicSparse):
+    def grow_score(self, p):
+        return p.grad.abs() if p.grad is not None else torch.zeros_like(p)
+
+
+class SET(DynamicSparse):
+    def grow_score(self, p):
+        return torch.rand(p.shape, generator=self.gen).to(p.device)
+
+
+def _mlp_params(in_features: int, hidden: list[int], n_classes: int) -> int:
+    widths = [in_features, *hidden, n_classes]
+    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+def small_dense_cfg(model_cfg: dict, sparsity: float, in_features: int, n_classes: int) -> tuple[dict, int, int]:
+    """The model config whose dense parameter count best matches the non-zeros of the
+    sparse model at ``sparsity`` (kept prunable weights + all biases). MLP: every hidden
+    width scaled by one factor (solved by bisection), then the last two hidden widths
+    adjusted by up to 3 units each to land closest to the target.
+    Returns (config, its parameter count, the target)."""
+    if model_cfg["arch"] != "mlp":
+        raise ValueError(f"small_dense cannot scale arch {model_cfg['arch']!r} (mlp only)")
+    full = models.build(model_cfg, in_features, n_classes)
+    n_prunable = sum(p.numel() for p in M.prunable(full).values())
+    n_other = sum(p.numel() for p in full.parameters()) - n_prunable
+    target = M.n_keep(n_prunable, sparsity) + n_other
+    hidden = [int(h) for h in model_cfg.get("hidden", [300, 100])]
+    count = lambda hs: _mlp_params(in_features, hs, n_classes)
+    scaled = lambda f: [max(1, int(round(h * f))) for h in hidden]
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if count(scaled(mid)) < target else (lo, mid)
+    best = min((scaled(lo), scaled(hi)), key=lambda hs: abs(count(hs) - target))
+    tail = range(max(0, len(best) - 2), len(best))
+    candidates = [best]
+    for deltas in itertools.product(range(-3, 4), repeat=len(tail)):
+        hs = list(best)
+        for i, d in zip(tail, deltas):
+            hs[i] = max(1, hs[i] + d)
+        candidates.append(hs)
+    best = min(candidates, key=lambda hs: (abs(count(hs) - target), sum(abs(a - b) for a, b in zip(hs, best))))
+    cfg = dict(model_cfg, hidden=best)
+    n = sum(p.numel() for p in models.build(cfg, in_features, n_classes).parameters())
+    return cfg, n, target
+
+
+class SmallDense(Regime):
+    def start(self):
+        cfg, n, target = small_dense_cfg(self.ctx.cfg["model"], float(self.r["sparsity"]),
+                                         self.ctx.in_features, self.ctx.n_classes)
+        self.model_cfg, self.n, self.target = cfg, n, target
+        self.ctx.model = self.ctx.build(cfg)
+
+    def scalars(self):
+        return {"small_dense_params": self.n, "small_dense_target": self.target,
+                **{f"small_dense_width{i}": w for i, w in enumerate(self.model_cfg.get("hidden", []))}}
+
+
+REGIMES = {"dense": Dense, "prune": Prune, "imp": Imp, "fixed_mask": FixedMask,
+           "rigl": RigL, "set": SET, "small_dense": SmallDense}
+
+
+def make(rcfg: dict, ctx: Context) -> Regime:
+    name = rcfg["regime"]
+    if name not in REGIMES:
+        raise ValueError(f"unknown regime {name!r}; known: {', '.join(sorted(REGIMES))}")
+    return REGIMES[name](rcfg, ctx)
