@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 import sys
+from enum import Enum
 from functools import wraps
 from pathlib import Path
 from typing import Optional
@@ -13,7 +13,7 @@ import typer
 
 from .errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Declarative studies of sparse neural networks: plan, launch, collect.")
 
 SpecArg = typer.Argument(..., help="study spec (YAML)", show_default=False)
@@ -36,13 +36,16 @@ def user_errors(fn):
         except UserError as e:
             print(str(e), file=sys.stderr)
             raise typer.Exit(2)
+        except KeyboardInterrupt:
+            print("interrupted: finished jobs are kept; launch again to run the rest", file=sys.stderr)
+            raise typer.Exit(130)
     return wrapper
 
 
-def _load(spec: Path):
+def _load(spec: Path, data_check: bool = True):
     from .load import load
 
-    return load(spec)
+    return load(spec, data_check=data_check)
 
 
 def _plan_and_store(spec: Path, store: Optional[Path]):
@@ -55,9 +58,12 @@ def _plan_and_store(spec: Path, store: Optional[Path]):
 
 @app.command()
 @user_errors
-def validate(spec: Path = SpecArg):
-    """Check a spec (schema, references, sweep) and exit 2 with located errors if it is wrong."""
-    loaded = _load(spec)
+def validate(spec: Path = SpecArg,
+             data_check: bool = typer.Option(True, "--data-check/--no-data-check",
+                                             help="check that each dataset root holds its files "
+                                                  "(skip to validate a spec meant for another machine)")):
+    """Check a spec (schema, references, sweep, dataset roots) and exit 2 with located errors if it is wrong."""
+    loaded = _load(spec, data_check)
     s = loaded.study
     print(f"{spec}: ok (study {s.study}: {len(s.runs)} runs, {len(s.paths)} paths)")
 
@@ -313,8 +319,13 @@ def report(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, out: Optional
 
 
 @app.command()
-def schema():
+def schema(markdown: bool = typer.Option(False, "--markdown", help="the reference in Markdown (docs/spec.md)")):
     """Print the JSON Schema of a study spec (for editor completion and validation)."""
+    if markdown:
+        from .specdoc import markdown as render
+
+        print(render(), end="")
+        return
     from .spec import Study
 
     print(json.dumps(Study.model_json_schema(by_alias=True), indent=2))
