@@ -436,7 +436,8 @@ def test_missing_root_is_a_located_error_at_validate_time(write_spec, tmp_path, 
 def test_every_spec_validates(imagenet_root, cifar_root, tmp_path):
     specs = sorted((ROOT / "specs").glob("*.yaml"))
     names = {p.name for p in specs}
-    assert {"mnist1d-conv.yaml", "digits-mlp.yaml", "mnist-lenet5.yaml", "mnist-lenet300.yaml"} <= names
+    assert {"mnist1d-conv.yaml", "digits-mlp.yaml", "mnist-lenet5.yaml", "mnist-lenet300.yaml",
+            "cifar10-resnet20.yaml", "cifar10-wrn.yaml", "imagenet-resnet50-gale.yaml"} <= names
     roots = {"cifar10": cifar_root, "imagenet": imagenet_root}
     for path in specs:
         spec = load(path, data_check=False)
