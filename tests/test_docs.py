@@ -1,0 +1,18 @@
+"""Docs that match the code: the spec reference is generated, the README's commands are CI's."""
+
+from conftest import ROOT
+from studyspec.specdoc import markdown
+
+
+def test_spec_reference_is_up_to_date():
+    doc = ROOT / "docs" / "spec.md"
+    assert doc.read_text() == markdown(), "regenerate it: studyspec schema --markdown > docs/spec.md"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    test_command = "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest -q"
+    assert test_command in readme and test_command in ci
+    assert "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/studyspec run specs/quickstart.yaml" in readme
+
