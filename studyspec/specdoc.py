@@ -56,9 +56,9 @@ def markdown() -> str:
     out = [INTRO]
     for model in models:
         out.append(f"## {model.__name__}\n")
-        doc = (model.__doc__ or "").strip().splitlines()
-        if doc and not doc[0].startswith("!!!") and "Usage docs" not in doc[0]:
-            out.append(doc[0] + "\n")
+        doc = (model.__doc__ or "").strip().split("\n\n")[0]  # the first paragraph
+        if doc and model.__doc__ != BaseModel.__doc__:
+            out.append(" ".join(line.strip() for line in doc.splitlines()) + "\n")
         out.append("| key | type | default | meaning |\n|---|---|---|---|")
         for name, f in model.model_fields.items():
             default = "required" if f.default is PydanticUndefined and f.default_factory is None else (
