@@ -142,6 +142,7 @@ def wait_all(spec, store, timeout=400):
 
 
 @needs_cluster
+@pytest.mark.slow  # about 1-2 min on 2 idle CPUs (the tiny jobs run one after another)
 def test_failure_cancels_dependants_then_relaunch_matches_local_numbers(cluster, tmp_path):
     import xarray as xr
 
@@ -201,6 +202,7 @@ runs:
 
 
 @needs_cluster
+@pytest.mark.slow  # about 1-2 min on 2 idle CPUs (the tiny jobs run one after another)
 def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
     spec = tmp_path / "requeue.yaml"
     spec.write_text(REQUEUE)
