@@ -15,6 +15,12 @@ train: {steps: 60, eval_every: 20}
 """
 
 
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """One dataset cache for the session: each dataset is generated or read once."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture
 def write_spec(tmp_path):
     """Write spec text to a file and return its path."""

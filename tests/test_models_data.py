@@ -102,11 +102,6 @@ def masked_steps(model, batches: data.Batches, steps=2, sparsity=0.9, distributi
     return losses
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.mark.parametrize("dataset, model_cfg", [
     ("digits", {"arch": "mlp", "hidden": [64, 32]}),
     ("mnist1d", {"arch": "conv1d"}),

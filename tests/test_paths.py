@@ -44,11 +44,6 @@ def ref(name, art="final"):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
 def runs(tmp_path_factory, cache):
     root = tmp_path_factory.mktemp("runs")
     out = {}

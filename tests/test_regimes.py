@@ -58,11 +58,6 @@ def cfg(regime, **train_kw):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
 def runs(tmp_path_factory, cache):
     root = tmp_path_factory.mktemp("regimes")
     out = {}

@@ -33,11 +33,6 @@ def cfg(regime, seed=0, **train_kw):
     return c
 
 
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, cache):
     """A prune run and its scratch / lottery / dense siblings (seed 0)."""
