@@ -18,6 +18,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 SpecArg = typer.Argument(..., help="study spec (YAML)", show_default=False)
 StoreOpt = typer.Option(None, "--store", help="job store directory (default: the spec's output.store)")
+DataCheckOpt = typer.Option(True, "--data-check/--no-data-check",
+                            help="check that each dataset root holds its files "
+                                 "(skip for a spec meant for another machine)")
 
 
 def _console():
@@ -48,20 +51,17 @@ def _load(spec: Path, data_check: bool = True):
     return load(spec, data_check=data_check)
 
 
-def _plan_and_store(spec: Path, store: Optional[Path]):
+def _plan_and_store(spec: Path, store: Optional[Path], data_check: bool = True):
     from .plan import build
     from .store import Store
 
-    loaded = _load(spec)
+    loaded = _load(spec, data_check)
     return loaded, build(loaded.study), Store(store or loaded.study.output.store)
 
 
 @app.command()
 @user_errors
-def validate(spec: Path = SpecArg,
-             data_check: bool = typer.Option(True, "--data-check/--no-data-check",
-                                             help="check that each dataset root holds its files "
-                                                  "(skip to validate a spec meant for another machine)")):
+def validate(spec: Path = SpecArg, data_check: bool = DataCheckOpt):
     """Check a spec (schema, references, sweep, dataset roots) and exit 2 with located errors if it is wrong."""
     loaded = _load(spec, data_check)
     s = loaded.study
@@ -116,9 +116,9 @@ def _describe(plan) -> str:
 
 @app.command()
 @user_errors
-def plan(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
+def plan(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, data_check: bool = DataCheckOpt):
     """Print the DAG of jobs: stages, counts, what is done and what would run. Writes nothing."""
-    loaded, p, st = _plan_and_store(spec, store)
+    loaded, p, st = _plan_and_store(spec, store, data_check)
     console = _console()
     table, counts = _table(p, st, states=False)
     console.print(table)

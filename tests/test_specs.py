@@ -44,3 +44,11 @@ def test_plan_prints_the_estimate():
     proc = studyspec("plan", ROOT / "specs" / "quickstart.yaml", "--store", ROOT / "nonexistent-store", check=True)
     assert "estimated" in proc.stderr and "GPU-hours" in proc.stderr
     assert not (ROOT / "nonexistent-store").exists()
+
+
+def test_plan_cli_on_a_full_scale_spec_without_its_data():
+    spec = ROOT / "specs" / "imagenet-resnet50-gale.yaml"
+    refused = studyspec("plan", spec)
+    assert refused.returncode == 2 and "data.root" in refused.stderr and "--no-data-check" in refused.stderr
+    proc = studyspec("plan", spec, "--no-data-check", check=True)
+    assert "GPU-hours" in proc.stderr.replace("\n", " ")
