@@ -12,7 +12,9 @@ Conventions (see docs/internals.md for the config):
 - Length: ``train.steps``, or ``train.epochs`` converted to
   ceil(epochs * train size / batch_size) steps.
 - Data order: a ``torch.Generator`` seeded with ``derive_seed(seed, "data")``, the same
-  for every regime at a seed (a new random permutation each epoch, last partial batch kept).
+  for every regime at a seed (a new random permutation each epoch, last partial batch kept);
+  training batches come from ``runners.data.batches`` (CIFAR: random crop + flip drawn from
+  the same generator), evaluation uses the whole splits without augmentation.
 - Masked training: before each optimizer step the gradients of pruned weights are
   zeroed, after it the mask is re-applied, so pruned weights stay exactly 0
   (as +0.0 or -0.0). The training loss uses ``label_smoothing``; the recorded losses do not.
@@ -36,28 +38,23 @@ from runners.regimes import Context, derive_seed, make  # noqa: F401  (derive_se
 
 
 class Sampler:
-    """Mini-batch indices: a random permutation per epoch from its own generator. Its
-    state (generator, permutation, position) is part of a resume checkpoint."""
+    """Training mini-batches from a ``runners.data.Batches`` (augmented where the dataset
+    says so), drawn with the data-order generator. Its state (generator, permutation,
+    position) is part of a resume checkpoint."""
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.bs = int(n), int(batch_size)
+    def __init__(self, batches: data.Batches, seed: int):
+        self.batches = batches
         self.gen = torch.Generator().manual_seed(seed)
-        self.perm: torch.Tensor | None = None
-        self.pos = 0
 
-    def next(self) -> torch.Tensor:
-        if self.perm is None or self.pos >= self.n:
-            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
-        idx = self.perm[self.pos:self.pos + self.bs]
-        self.pos += self.bs
-        return idx
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batches.next(self.gen)
 
     def state_dict(self) -> dict:
-        return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos}
+        return {"gen": self.gen.get_state(), **self.batches.state_dict()}
 
     def load_state_dict(self, s: dict) -> None:
         self.gen.set_state(s["gen"])
-        self.perm, self.pos = s["perm"], int(s["pos"])
+        self.batches.load_state_dict(s)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -104,9 +101,11 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
     tcfg = cfg["train"]
     device = resolve_device(tcfg.get("device", "auto"))
 
-    x_tr, y_tr, x_te, y_te = data.load(cfg["data"], cache_dir)
-    in_features, n_classes = int(x_tr[0].numel()), int(torch.cat([y_tr, y_te]).max()) + 1
-    x_tr, y_tr, x_te, y_te = (a.to(device) for a in (x_tr, y_tr, x_te, y_te))
+    batches = data.batches(cfg["data"], cache_dir, device)
+    if not hasattr(batches, "arrays"):  # streamed (imagenet): evaluation still needs whole splits in memory
+        raise ValueError(f"training on the streamed dataset {cfg['data']['dataset']!r} is not supported yet")
+    x_tr, y_tr, x_te, y_te = batches.arrays()  # evaluation: whole splits, not augmented
+    in_features, n_classes = int(x_tr[0].numel()), batches.n_classes
     bs = int(cfg["data"]["batch_size"])
     steps = n_steps(tcfg, len(y_tr), bs)
 
@@ -115,7 +114,7 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
     regime.start()
     ctx.new_optimizer()
     total = regime.total_steps()
-    sampler = Sampler(len(y_tr), bs, derive_seed(seed, "data"))
+    sampler = Sampler(batches, derive_seed(seed, "data"))
     eval_every = int(tcfg.get("eval_every", 0) or 0)
     every_ckpt = int(tcfg.get("checkpoint_every", 0) or 0)
     named = {int(c) for c in tcfg.get("checkpoints", [])}
@@ -170,8 +169,8 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
                 checkpoint.save(run_dir, cfg, g, ctx, sampler, regime, rec, coord)
         resumed = False
         _, t = regime.local_step(g)
-        idx = sampler.next().to(device)
-        loss = F.cross_entropy(ctx.model(x_tr[idx]), y_tr[idx], label_smoothing=smoothing)
+        xb, yb = sampler.next()
+        loss = F.cross_entropy(ctx.model(xb), yb, label_smoothing=smoothing)
         ctx.opt.zero_grad(set_to_none=True)
         loss.backward()
         if regime.after_backward(g):

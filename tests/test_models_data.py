@@ -445,3 +445,23 @@ def test_every_spec_validates(imagenet_root, cifar_root, tmp_path):
                 load(path)
         else:
             load(path)
+
+
+def test_training_draws_augmented_cifar_batches(cifar_root, cache, tmp_path):
+    """The training loop takes its batches from data.batches: CIFAR's crop+flip applies."""
+    from runners import job
+
+    def final(augment, name):
+        cfg = {"kind": "train", "seed": 0,
+               "data": {"dataset": "cifar10", "root": str(cifar_root), "batch_size": 16, "augment": augment},
+               "model": {"arch": "resnet", "depth": 8, "width": 4},
+               "train": {"steps": 3, "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False,
+                                                   "weight_decay": 0.0},
+                         "schedule": {"name": "constant", "warmup": 0}, "eval_every": 3, "checkpoints": []},
+               "regime": {"regime": "dense"}}
+        job.run({"id": name, "kind": "train", "config": cfg}, tmp_path / name, {}, cache)
+        return torch.load(tmp_path / name / "final.pt", weights_only=True)
+
+    plain, plain_again, aug = final(False, "plain"), final(False, "plain2"), final(True, "aug")
+    assert all(torch.equal(plain[k], plain_again[k]) for k in plain)
+    assert not all(torch.equal(plain[k], aug[k]) for k in plain)
