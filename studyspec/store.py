@@ -87,7 +87,4 @@ class Store:
 
     def prepare(self, job) -> Path:
         """Write job.json for `job` (a plan.Job) and return its run directory."""
-        record = {"id": job.id, "kind": job.kind, "config": job.config, "key": job.key,
-                  "deps": list(job.deps)}
-        write_atomic(self.job_file(job.id), json.dumps(record, indent=1, sort_keys=True))
-        return self.run_dir(job.id)
+        return self.write_job(self.job_record(job))

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .store import write_atomic
+from .store import Store, write_atomic
 
 
 def threads() -> int:
@@ -27,9 +27,10 @@ def threads() -> int:
 def run(run_dir: str | Path) -> bool:
     """Run the job in run_dir unless done; True if this call ran it."""
     run_dir = Path(run_dir)
-    job = json.loads((run_dir / "job.json").read_text())
-    shard = run_dir / "shard.json"
-    with open(run_dir / "lock", "w") as lock:
+    store, job_id = Store(run_dir.parent), run_dir.name  # a run directory lives in its store
+    job = json.loads(store.job_file(job_id).read_text())
+    shard = store.shard(job_id)
+    with open(store.lock(job_id), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another process runs this job
         if shard.exists():
             print(f"job {job['id']} is already done", flush=True)
@@ -42,8 +43,8 @@ def run(run_dir: str | Path) -> bool:
         print(f"job {job['id']} ({job['kind']}) starting on {platform.node()}, "
               f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True)
         start = time.time()
-        inputs = {d: run_dir.parent / d for d in job["deps"]}  # siblings in the store
-        metrics = runners.job.run(job, run_dir, inputs, run_dir.parent / "_cache")
+        inputs = {d: store.run_dir(d) for d in job["deps"]}
+        metrics = runners.job.run(job, store.run_dir(job_id), inputs, store.cache_dir)
         metrics["job"] = job["id"]
         metrics["seconds"] = time.time() - start
         metrics["versions"] = {"torch": torch.__version__, "python": platform.python_version()}
