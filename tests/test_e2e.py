@@ -159,8 +159,10 @@ def test_interrupted_launch_stops_its_workers_and_keeps_finished_jobs(study):
     import signal
 
     spec, store, _ = study
+    # as from a terminal: SIGINT at its default (a background job of a script inherits it ignored)
     proc = subprocess.Popen([sys.executable, "-m", "studyspec", "launch", str(spec), "--store", str(store), "-j", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not any(starts(store, p.name) for p in store.glob("*") if p.is_dir()):
         time.sleep(0.2)
