@@ -39,9 +39,9 @@ def user_errors(fn):
         except UserError as e:
             print(str(e), file=sys.stderr)
             raise typer.Exit(2)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during a local launch (executors/local.py)
             print("interrupted: finished jobs are kept; launch again to run the rest", file=sys.stderr)
-            raise typer.Exit(130)
+            raise typer.Exit(getattr(e, "exit_code", 130))
     return wrapper
 
 

@@ -50,7 +50,13 @@ class Plan:
         return out
 
     def names_of(self, job_id: str) -> list[str]:
-        return sorted({c.name for c in self.cells if c.job == job_id})
+        """The run or path names whose cells this job fills (one job can fill several)."""
+        if getattr(self, "_names", (None, -1))[1] != len(self.cells):  # (re)index once, not per call
+            names: dict[str, set[str]] = {}
+            for c in self.cells:
+                names.setdefault(c.job, set()).add(c.name)
+            self._names = ({j: sorted(n) for j, n in names.items()}, len(self.cells))
+        return self._names[0].get(job_id, [])
 
 
 def _dump(model, defaults: bool) -> Any:

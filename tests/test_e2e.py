@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,7 +156,21 @@ def test_quickstart_prune_beats_scratch(tmp_path):
     assert (ds.path_barrier.sel(path="scratch_to_pruned") > 0.1).all()  # E2: a barrier between bad and good
 
 
-def test_interrupted_launch_stops_its_workers_and_keeps_finished_jobs(study):
+def _workers_of(store) -> list[int]:
+    """pids of live worker processes running jobs of this store."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"studyspec.worker" in cmd and any(str(store).encode() in c for c in cmd):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupted_launch_stops_its_workers_and_keeps_finished_jobs(study, sig, code):
     import signal
 
     spec, store, _ = study
@@ -166,9 +181,13 @@ def test_interrupted_launch_stops_its_workers_and_keeps_finished_jobs(study):
     deadline = time.time() + 120
     while time.time() < deadline and not any(starts(store, p.name) for p in store.glob("*") if p.is_dir()):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    assert _workers_of(store), "no worker started"
+    proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "stopped" in err and "launch again to run the rest" in err
+    assert not _workers_of(store), "workers outlived the launch"
+    if sig == "SIGTERM":
+        return  # the relaunch below is the same for both signals
     again = studyspec("launch", spec, "--store", store, check=True)
     assert "ran 8, already done 0" in again.stderr or re.search(r"ran \d, already done [1-7]", again.stderr)

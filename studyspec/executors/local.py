@@ -4,6 +4,7 @@ processes (one torch thread each), with a live progress display."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,16 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.blocked
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a job scheduler, systemd) stops a launch the way Ctrl-C does."""
+
+    exit_code = 143  # 128 + SIGTERM, as a shell reports it
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def label(plan: Plan, job_id: str) -> str:
@@ -98,6 +109,7 @@ class LocalRun:
         self.running.clear()
 
     def __call__(self) -> Outcome:
+        previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             with Live(self.view(), console=self.console, refresh_per_second=4, transient=True) as live:
                 while self.pending or self.running:
@@ -107,7 +119,9 @@ class LocalRun:
                     if self.running:
                         time.sleep(0.1)
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
             self.stop()
+            signal.signal(signal.SIGTERM, previous)
         return self.out
 
 
