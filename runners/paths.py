@@ -25,7 +25,13 @@ exactly t=0 and t=1 evaluated again on one model, as the runs are, so they repro
 the runs' own metrics bit for bit (batched matmuls agree only to float tolerance); on
 CPU, where the batched pass measured slower (docs/performance.md), one model per point.
 Models with BatchNorm get their running statistics recomputed at each point from
-``bn_batches`` training batches (fixed, seeded order) before evaluation.
+``bn_batches`` training batches (fixed, seeded order, not augmented) before evaluation.
+
+Data: through ``runners.data.batches``, in memory or streamed from disk (ImageNet) alike:
+evaluation on the splits' split objects (streamed: the test split and the fixed subset of
+``train_eval_examples`` training examples, as the runs record), BN recalibration and
+curve training on the given training examples (``Batches.examples``; streamed: read
+through the DataLoader, eval transform).
 
 Scalars (on the part of the grid with t in [0, 1]; endpoints evaluated separately
 when the grid lacks them):
@@ -47,13 +53,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from runners import artifacts, data, masks as M, models
-from runners.evaluate import EVAL_BATCH, evaluate
+from runners.evaluate import EVAL_BATCH, as_split, evaluate
 
 MONOTONE_TOL = 1e-4
 _SNAP = 1e-9
@@ -161,7 +168,7 @@ def stack_points(points: list[dict], coeffs: torch.Tensor, mask: dict | None) ->
             fixed[k] = v0
             continue
         basis = torch.stack([p[k] for p in points]).reshape(len(points), -1)
-        w = (coeffs.to(basis.dtype) @ basis).reshape(len(coeffs), *v0.shape)
+        w = (coeffs.to(basis.device, basis.dtype) @ basis).reshape(len(coeffs), *v0.shape)
         if mask is not None and k in mask:
             w = w * mask[k].to(w.dtype)
         stacked[k] = w
@@ -177,17 +184,17 @@ def has_batchnorm(model) -> bool:
 
 
 @torch.no_grad()
-def recalibrate_bn(model, x: torch.Tensor, batches: list[torch.Tensor]) -> None:
-    """Recompute every BatchNorm's running statistics as the plain average over ``batches``
-    (index tensors into x), in train mode; the model is left in eval mode."""
+def recalibrate_bn(model, inputs: Iterable[torch.Tensor]) -> None:
+    """Recompute every BatchNorm's running statistics as the plain average over the input
+    batches ``inputs``, in train mode; the model is left in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average
     model.train()
-    for idx in batches:
-        model(x[idx])
+    for x in inputs:
+        model(x)
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.eval()
@@ -204,44 +211,49 @@ def bn_batches(n: int, batch_size: int, count: int, seed: int) -> list[torch.Ten
     return out[:count]
 
 
-def recalibrate_points(model, stacked: dict, fixed: dict, x, batches) -> None:
-    """BN recalibration of every point; writes the new buffers into ``stacked``."""
+def recalibrate_points(model, stacked: dict, fixed: dict, inputs: Callable[[], Iterator[torch.Tensor]]) -> None:
+    """BN recalibration of every point on the input batches ``inputs()`` (called once per
+    point); writes the new buffers into ``stacked``."""
     bufs = [k for k, _ in model.named_buffers() if k in stacked]
     for i in range(len(next(iter(stacked.values())))):
         model.load_state_dict(point_state(stacked, fixed, i))
-        recalibrate_bn(model, x, batches)
+        recalibrate_bn(model, inputs())
         sd = model.state_dict()
         for k in bufs:
             stacked[k][i] = sd[k]
 
 
 @torch.no_grad()
-def evaluate_loop(model, stacked: dict, fixed: dict, x, y) -> tuple[list[float], list[float]]:
-    """The reference: one model per point (load_state_dict + runners.evaluate.evaluate)."""
+def evaluate_loop(model, stacked: dict, fixed: dict, x, y=None) -> tuple[list[float], list[float]]:
+    """The reference: one model per point (load_state_dict + runners.evaluate.evaluate) on
+    (x, y) or a split object ``x``."""
+    split = as_split(x, y)
     losses, accs = [], []
     for i in range(len(next(iter(stacked.values())))):
         model.load_state_dict(point_state(stacked, fixed, i))
-        loss, acc = evaluate(model, x, y)
+        loss, acc = evaluate(model, split)
         losses.append(loss)
         accs.append(acc)
     return losses, accs
 
 
 @torch.no_grad()
-def evaluate_batched(model, stacked: dict, fixed: dict, x, y,
+def evaluate_batched(model, stacked: dict, fixed: dict, x, y=None,
                      max_elements: int = 2**25) -> tuple[list[float], list[float]]:
-    """Mean cross-entropy and accuracy of every point in one vmapped pass (eval mode).
-    Points are processed in chunks so that a chunk's widest activation holds about
-    ``max_elements`` numbers."""
+    """Mean cross-entropy and accuracy of every point in one vmapped pass (eval mode), on
+    (x, y) or a split object ``x``. Points are processed in chunks so that a chunk's widest
+    activation holds about ``max_elements`` numbers."""
     from torch.func import functional_call, vmap
 
+    split = as_split(x, y)
     model.eval()
     n_points = len(next(iter(stacked.values())))
     widest = max(max(v.shape[1:2].numel() for v in stacked.values()), 1)
-    rows = min(len(y), EVAL_BATCH)
+    rows = min(len(split), getattr(split, "batch_size", EVAL_BATCH))
     chunk = max(1, min(n_points, max_elements // (rows * widest)))
-    loss_sum = torch.zeros(n_points, dtype=torch.float64)
-    correct = torch.zeros(n_points, dtype=torch.int64)
+    dev = next(iter(stacked.values())).device
+    loss_sum = torch.zeros(n_points, dtype=torch.float64, device=dev)
+    correct = torch.zeros(n_points, dtype=torch.int64, device=dev)
 
     def forward(params, xb):
         return functional_call(model, {**params, **fixed}, (xb,))
@@ -249,14 +261,13 @@ def evaluate_batched(model, stacked: dict, fixed: dict, x, y,
     batched = vmap(forward, in_dims=(0, None))
     for p0 in range(0, n_points, chunk):
         params = {k: v[p0:p0 + chunk] for k, v in stacked.items()}
-        for i in range(0, len(y), EVAL_BATCH):
-            xb, yb = x[i:i + EVAL_BATCH], y[i:i + EVAL_BATCH]
+        for xb, yb in split:
             out = batched(params, xb)  # [p, n, classes]
             p = out.shape[0]
             ce = F.cross_entropy(out.reshape(p * len(yb), -1), yb.repeat(p), reduction="none")
             loss_sum[p0:p0 + p] += ce.view(p, -1).sum(1, dtype=torch.float64)
             correct[p0:p0 + p] += (out.argmax(-1) == yb).sum(1)
-    return (loss_sum / len(y)).tolist(), (correct.double() / len(y)).tolist()
+    return (loss_sum / len(split)).tolist(), (correct.double() / len(split)).tolist()
 
 
 def use_batched(stacked: dict) -> bool:
@@ -266,8 +277,8 @@ def use_batched(stacked: dict) -> bool:
     return next(iter(stacked.values())).is_cuda
 
 
-def evaluate_points(model, stacked: dict, fixed: dict, x, y, exact=()) -> tuple[list[float], list[float]]:
-    """Loss and accuracy of every point: batched on a GPU (the points at indices ``exact``,
+def evaluate_points(model, stacked: dict, fixed: dict, x, y=None, exact=()) -> tuple[list[float], list[float]]:
+    """Loss and accuracy of every point on (x, y) or a split object ``x``: batched on a GPU (the points at indices ``exact``,
     t = 0 and 1, then again on one model, so endpoints are bit-identical to the runs),
     else one model per point (every point bit-identical to a model evaluated alone)."""
     if not use_batched(stacked):
@@ -287,7 +298,7 @@ def segment_lengths(stacked: dict, model) -> list[float]:
     sq = torch.zeros(max(n - 1, 0), dtype=torch.float64)
     for k in names:
         d = (stacked[k][1:] - stacked[k][:-1]).reshape(n - 1, -1).double()
-        sq += (d * d).sum(1)
+        sq += (d * d).sum(1).cpu()
     return sq.sqrt().tolist()
 
 
@@ -352,10 +363,12 @@ class _StopCurve(Exception):
     """Raised by train_curve when ``stop_after`` is reached (tests of resumption)."""
 
 
-def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, x_tr, y_tr,
+def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, batches: data.Batches,
                 run_dir: Path, stop_after: int | None = None) -> tuple[list[dict], float]:
     """Train the control points of ``curve`` between the fixed ``ends``; return every
     point's state dict (endpoints included) and the mean loss of the last 10% of steps.
+    Mini-batches: training examples of ``batches`` (not augmented) in an order that is a
+    pure function of the step.
     Resumes from ``run_dir/curve_ckpt.pt``; ``stop_after`` stops (after its checkpoint)
     at that step, as a killed job would."""
     from torch.func import functional_call
@@ -403,7 +416,7 @@ def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, x_
 
     ts = torch.rand(steps, generator=torch.Generator().manual_seed(derive_seed(seed, "curve/t")),
                     dtype=torch.float64).tolist()
-    n = len(y_tr)
+    n = batches.n_train
     per_epoch = math.ceil(n / bs)
     perms: dict[int, torch.Tensor] = {}
 
@@ -414,6 +427,7 @@ def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, x_
             perms[e] = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, f"curve/epoch/{e}")))
         return perms[e][j * bs:(j + 1) * bs]
 
+    stream = batches.examples("train", (batch(step) for step in range(start, steps)))
     model.train()
     for step in range(start, steps):
         c = curve.coeffs(ts[step])
@@ -423,8 +437,8 @@ def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, x_
             for i in range(1, K - 1):
                 w = w + c[i] * ctrl[k][i - 1]
             params[k] = w
-        idx = batch(step)
-        loss = F.cross_entropy(functional_call(model, {**params, **buffers}, (x_tr[idx],)), y_tr[idx])
+        xb, yb = next(stream)
+        loss = F.cross_entropy(functional_call(model, {**params, **buffers}, (xb,)), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         for g in opt.param_groups:
@@ -469,12 +483,15 @@ def run_path(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path,
     curve = curve_of(pcfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ends = _endpoint_states(pcfg, inputs)
+    from runners.train import resolve_device
 
-    x_tr, y_tr, x_te, y_te = data.load(cfg["data"], cache_dir)
-    in_features, n_classes = int(x_tr[0].numel()), int(torch.cat([y_tr, y_te]).max()) + 1
+    device = resolve_device("auto")  # a GPU when there is one: there points are evaluated batched
+    ends = [{k: v.to(device) for k, v in sd.items()} for sd in _endpoint_states(pcfg, inputs)]
+
+    batches = data.batches(cfg["data"], cache_dir, device)
+    in_features, n_classes = math.prod(batches.input_shape), batches.n_classes
     torch.manual_seed(int(cfg.get("seed", 0)))
-    model = models.build(cfg["model"], in_features, n_classes)
+    model = models.build(cfg["model"], in_features, n_classes).to(device)
     mask = policy_mask(pcfg.get("mask", "shared"), ends, model)
 
     scalars = {}
@@ -486,9 +503,10 @@ def run_path(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path,
         saved = run_dir / "curve.pt"
         if saved.exists():
             obj = artifacts.load_obj(saved)
-            points, scalars["curve_loss"] = obj["points"], obj["curve_loss"]
+            points = [{k: v.to(device) for k, v in sd.items()} for sd in obj["points"]]
+            scalars["curve_loss"] = obj["curve_loss"]
         else:
-            points, scalars["curve_loss"] = train_curve(cfg, curve, ends, mask, model, x_tr, y_tr, run_dir,
+            points, scalars["curve_loss"] = train_curve(cfg, curve, ends, mask, model, batches, run_dir,
                                                         stop_after=stop_after)
             artifacts.atomic_save({"kind": pcfg["kind"], "n_points": curve.n_points, "points": points,
                                    "curve_loss": scalars["curve_loss"]}, saved)
@@ -498,17 +516,18 @@ def run_path(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path,
 
     extra = [t for t in (0.0, 1.0) if t not in ts]  # endpoints for the summaries
     all_ts = ts + extra
-    coeffs = torch.tensor([curve.coeffs(t) for t in all_ts], dtype=torch.float64)
+    coeffs = torch.tensor([curve.coeffs(t) for t in all_ts], dtype=torch.float64, device=device)
     stacked, fixed = stack_points(points, coeffs, mask)
     if has_batchnorm(model) and int(pcfg.get("bn_batches", 20)) > 0:
         bs = int(cfg["data"]["batch_size"])
-        recalibrate_points(model, stacked, fixed, x_tr,
-                           bn_batches(len(y_tr), bs, int(pcfg.get("bn_batches", 20)), int(cfg.get("seed", 0))))
+        index = bn_batches(batches.n_train, bs, int(pcfg.get("bn_batches", 20)), int(cfg.get("seed", 0)))
+        recalibrate_points(model, stacked, fixed, lambda: (x for x, _ in batches.examples("train", index)))
 
     rec = {}
     exact = [i for i, t in enumerate(all_ts) if t in (0.0, 1.0)]
-    for split, (x, y) in (("train", (x_tr, y_tr)), ("test", (x_te, y_te))):
-        rec[f"{split}_loss"], rec[f"{split}_acc"] = evaluate_points(model, stacked, fixed, x, y, exact)
+    for split in ("train", "test"):
+        rec[f"{split}_loss"], rec[f"{split}_acc"] = evaluate_points(model, stacked, fixed, batches.eval_split(split),
+                                                                    None, exact)
     lengths = segment_lengths(stacked, model)
     endpoint = {t: rec["train_loss"][len(ts) + extra.index(t)] for t in extra}
     scalars.update(summarize(ts, rec["train_loss"][:len(ts)], endpoint_loss=endpoint.get, lengths=lengths))
