@@ -114,9 +114,14 @@ def build(study: Study) -> Plan:
                     index[dim_name] = [v[0] for v in d.values].index(value)
                 end_ids[f] = ids_at[tuple(index[d.name] for d in plan.dims)][split_ref(ref)[0]]
             deps = tuple(dict.fromkeys(end_ids.values()))
-            full = {"kind": "path", "seed": at.seed, "data": shared["data"][0],
+            seed = at.seed
+            pins = [ats.get(f, {}) for f in path.refs()]
+            if all("seed" in pin for pin in pins):
+                # both ends at given seeds (the seed control): one job, not one per seed of the sweep
+                seed = pins[0]["seed"]
+            full = {"kind": "path", "seed": seed, "data": shared["data"][0],
                     "model": shared["model"][0], "path": _resolve(path, end_ids, True, by_field=True)}
-            key = {"kind": "path", "seed": at.seed, "data": shared["data"][1],
+            key = {"kind": "path", "seed": seed, "data": shared["data"][1],
                    "model": shared["model"][1], "path": _resolve(path, end_ids, False, by_field=True)}
             pid = _add(plan, full, key, deps, 1 + max(plan.jobs[d].stage for d in deps))
             plan.cells.append(Cell("path", name, point["_index"], pid))

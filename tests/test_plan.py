@@ -50,6 +50,21 @@ def test_references_resolve_to_the_same_sweep_point():
         assert path.config["path"]["from"] == {"job": scratch.id, "artifact": "final"}
 
 
+def test_a_path_between_given_seeds_is_one_job_for_the_whole_seed_sweep():
+    p = plan_of(BASE + "sweep: {seed: [0, 1, 2]}\n" + RUNS + "  seeds: {kind: linear, from: {ref: scratch.final, "
+                "at: {seed: 0}}, to: {ref: scratch.final, at: {seed: 1}}}\n"
+                "  half: {kind: linear, from: scratch.final, to: {ref: scratch.final, at: {seed: 1}}}\n")
+    cells = {(c.name, c.index["seed"]): c.job for c in p.cells}
+    assert len({cells[("seeds", s)] for s in (0, 1, 2)}) == 1  # one job fills the three seed cells
+    job = p.jobs[cells[("seeds", 0)]]
+    assert job.config["seed"] == 0
+    assert set(job.deps) == {cells[("scratch", 0)], cells[("scratch", 1)]}
+    assert len({cells[("half", s)] for s in (0, 1, 2)}) == 3  # one free end: one job per seed, as before
+    # at seed 0, `half` asks for exactly the `seeds` path: content addressing makes them one job
+    assert cells[("half", 0)] == cells[("seeds", 0)]
+    assert p.names_of(cells[("seeds", 2)]) == ["half", "seeds"]
+
+
 def test_defaults_are_left_out_of_the_id():
     explicit = BASE.replace("eval_every: 20}", "eval_every: 20, optimizer: {name: sgd, momentum: 0.0}}")
     a = plan_of(BASE + RUNS)

@@ -4,6 +4,8 @@ An endpoint is a reference (`scratch.final`: same sweep point as the path) or
 `{ref: scratch.final, at: {seed: 1}}`: the artifact of the run at the sweep point
 where the named dimensions take the given values (the other dimensions as the
 path's own point). `at` keys are sweep dimension names, values are coordinates.
+A path whose two ends both give a `seed` (the seed control) is one job, shared by
+every seed of the sweep, and runs with the `from` end's seed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ class Endpoint(Strict):
 
     ref: Ref = Field(description="RUN.ARTIFACT, e.g. scratch.final")
     at: dict[str, AtValue] = Field(
-        min_length=1, description="sweep dimension -> coordinate, e.g. {seed: 1}; other dimensions: the path's own")
+        min_length=1, description="sweep dimension -> coordinate, e.g. {seed: 1}; other dimensions: the path's own. "
+        "When both ends give a seed, the path is one job for every seed of the sweep")
 
 
 End = Union[Ref, Endpoint]
