@@ -532,5 +532,5 @@ def run_path(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path,
     endpoint = {t: rec["train_loss"][len(ts) + extra.index(t)] for t in extra}
     scalars.update(summarize(ts, rec["train_loss"][:len(ts)], endpoint_loss=endpoint.get, lengths=lengths))
     if mask is not None:
-        scalars["path_sparsity"] = M.sparsity(model, mask)  # fraction of prunable weights forced to zero
+        scalars["mask_sparsity"] = M.sparsity(model, mask)  # fraction of prunable weights forced to zero
     return {"dim": "t", "coord": ts, "vars": {k: v[:len(ts)] for k, v in rec.items()}, "scalars": scalars}

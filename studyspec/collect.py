@@ -53,7 +53,7 @@ ATTRS = {
     "mean_loss": ("length-weighted mean training loss along the path on [0, 1]", "nats"),
     "length": ("length of the path on [0, 1] in parameter space (Euclidean)", "1"),
     "curve_loss": ("mean mini-batch training loss of the curve over the last 10% of its training", "nats"),
-    "path_sparsity": ("fraction of prunable weights held at zero along the path (its mask)", "1"),
+    "mask_sparsity": ("fraction of prunable weights held at zero along the path (its mask)", "1"),
 }
 RENAME = {"sparsity": "weight_sparsity"}  # a measured quantity vs the swept target
 FLAGS = {"monotone"}  # 0/1 quantities, stored as int8 (also any scalar a shard gives as a bool)

@@ -83,7 +83,7 @@ def test_linear_endpoints_reproduce_runs_exactly(runs, cache):
     # a dense endpoint under the default (shared) mask is pruned to prune's mask ...
     m = run_path(root, cache, "lin_shared", {"kind": "linear", "from": ref("dense"), "to": ref("prune"), "points": 3})
     assert m["vars"]["train_loss"][0] != out["dense"]["scalars"]["final_train_loss"]
-    assert m["scalars"]["path_sparsity"] == pytest.approx(out["prune"]["scalars"]["final_sparsity"])
+    assert m["scalars"]["mask_sparsity"] == pytest.approx(out["prune"]["scalars"]["final_sparsity"])
     # ... and reproduced exactly under `union` or `none`
     for policy in ("union", "none"):
         m = run_path(root, cache, f"lin_{policy}", {"kind": "linear", "from": ref("dense"), "to": ref("prune"),
@@ -147,7 +147,7 @@ def test_sparse_bezier_stays_in_mask_and_dense_leaves_it(runs, cache):
     net = mlp()
     net.load_state_dict(paths.combine(pts, paths.Bezier(2).coeffs(0.5)))
     assert m["vars"]["train_loss"][3] == pytest.approx(evaluate(net, x, y)[0], rel=1e-5)
-    assert "path_sparsity" not in m["scalars"]
+    assert "mask_sparsity" not in m["scalars"]
 
 
 def test_polychain(runs, cache):
