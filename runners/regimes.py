@@ -283,42 +283,54 @@ class SET(DynamicSparse):
         return torch.rand(p.shape, generator=self.gen).to(p.device)
 
 
-def _mlp_params(in_features: int, hidden: list[int], n_classes: int) -> int:
-    widths = [in_features, *hidden, n_classes]
-    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+def n_params(model_cfg: dict, in_features, n_classes: int) -> int:
+    """Parameters of the model (built on the meta device: no memory, no init, no RNG draws)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in models.build(model_cfg, in_features, n_classes).parameters())
 
 
-def small_dense_cfg(model_cfg: dict, sparsity: float, in_features: int, n_classes: int) -> tuple[dict, int, int]:
+def small_dense_cfg(model_cfg: dict, sparsity: float, in_features, n_classes: int) -> tuple[dict, int, int]:
     """The model config whose dense parameter count best matches the non-zeros of the
-    sparse model at ``sparsity`` (kept prunable weights + all biases). MLP: every hidden
-    width scaled by one factor (solved by bisection), then the last two hidden widths
-    adjusted by up to 3 units each to land closest to the target.
-    Returns (config, its parameter count, the target)."""
-    if model_cfg["arch"] != "mlp":
-        raise ValueError(f"small_dense cannot scale arch {model_cfg['arch']!r} (mlp only)")
-    full = models.build(model_cfg, in_features, n_classes)
+    sparse model at ``sparsity`` (kept prunable weights + all other parameters: biases,
+    BatchNorm), counted the same way for every arch. Every width (``runners.models.widths``:
+    hidden widths, channels, stage widths, ...) is scaled by one factor f (widths
+    round(w * f), at least 1; f solved by bisection), then adjusted to land closest to the
+    target: MLPs (mlp, lenet300_100) the last two hidden widths by up to 3 units each (the
+    first rule, kept so that existing small_dense results stand); the conv nets every
+    width by up to 1 unit, so the architecture keeps its proportions. Ties go to the
+    smallest change. Returns (config, its parameter count, the target)."""
+    with torch.device("meta"):
+        full = models.build(model_cfg, in_features, n_classes)
     n_prunable = sum(p.numel() for p in M.prunable(full).values())
     n_other = sum(p.numel() for p in full.parameters()) - n_prunable
     target = M.n_keep(n_prunable, sparsity) + n_other
-    hidden = [int(h) for h in model_cfg.get("hidden", [300, 100])]
-    count = lambda hs: _mlp_params(in_features, hs, n_classes)
-    scaled = lambda f: [max(1, int(round(h * f))) for h in hidden]
+    base = models.widths(model_cfg)
+    counts: dict[tuple, int] = {}
+
+    def count(ws):
+        key = tuple(ws)
+        if key not in counts:
+            counts[key] = n_params(models.with_widths(model_cfg, ws), in_features, n_classes)
+        return counts[key]
+
+    scaled = lambda f: [max(1, int(round(w * f))) for w in base]
     lo, hi = 0.0, 1.0
     for _ in range(60):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if count(scaled(mid)) < target else (lo, mid)
-    best = min((scaled(lo), scaled(hi)), key=lambda hs: abs(count(hs) - target))
-    tail = range(max(0, len(best) - 2), len(best))
+    best = min((scaled(lo), scaled(hi)), key=lambda ws: abs(count(ws) - target))
+    if model_cfg["arch"] in ("mlp", "lenet300_100"):
+        which, radius = range(max(0, len(best) - 2), len(best)), 3
+    else:
+        which, radius = range(len(best)), 1
     candidates = [best]
-    for deltas in itertools.product(range(-3, 4), repeat=len(tail)):
-        hs = list(best)
-        for i, d in zip(tail, deltas):
-            hs[i] = max(1, hs[i] + d)
-        candidates.append(hs)
-    best = min(candidates, key=lambda hs: (abs(count(hs) - target), sum(abs(a - b) for a, b in zip(hs, best))))
-    cfg = dict(model_cfg, hidden=best)
-    n = sum(p.numel() for p in models.build(cfg, in_features, n_classes).parameters())
-    return cfg, n, target
+    for deltas in itertools.product(range(-radius, radius + 1), repeat=len(which)):
+        ws = list(best)
+        for i, d in zip(which, deltas):
+            ws[i] = max(1, ws[i] + d)
+        candidates.append(ws)
+    best = min(candidates, key=lambda ws: (abs(count(ws) - target), sum(abs(a - b) for a, b in zip(ws, best))))
+    return models.with_widths(model_cfg, best), count(best), target
 
 
 class SmallDense(Regime):
@@ -330,7 +342,7 @@ class SmallDense(Regime):
 
     def scalars(self):
         return {"small_dense_params": self.n, "small_dense_target": self.target,
-                **{f"small_dense_width{i}": w for i, w in enumerate(self.model_cfg.get("hidden", []))}}
+                **{f"small_dense_width{i}": w for i, w in enumerate(models.widths(self.model_cfg))}}
 
 
 REGIMES = {"dense": Dense, "prune": Prune, "imp": Imp, "fixed_mask": FixedMask,

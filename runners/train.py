@@ -14,7 +14,9 @@ Conventions (see docs/internals.md for the config):
 - Data order: a ``torch.Generator`` seeded with ``derive_seed(seed, "data")``, the same
   for every regime at a seed (a new random permutation each epoch, last partial batch kept);
   training batches come from ``runners.data.batches`` (CIFAR: random crop + flip drawn from
-  the same generator), evaluation uses the whole splits without augmentation.
+  the same generator), evaluation uses the whole splits without augmentation (streamed
+  data: the test split and a fixed subset of ``train_eval_examples`` training examples,
+  read in a fixed order).
 - Masked training: before each optimizer step the gradients of pruned weights are
   zeroed, after it the mask is re-applied, so pruned weights stay exactly 0
   (as +0.0 or -0.0). The training loss uses ``label_smoothing``; the recorded losses do not.
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from runners import artifacts, checkpoint, data, masks as M
-from runners.evaluate import EVAL_BATCH, evaluate
+from runners.evaluate import EVAL_BATCH, as_split, evaluate  # noqa: F401  (EVAL_BATCH: API)
 from runners.optim import lr_at, make_optimizer, set_lr  # noqa: F401  (lr_at, make_optimizer: API)
 from runners.regimes import Context, derive_seed, make  # noqa: F401  (derive_seed: API)
 
@@ -69,20 +71,23 @@ def n_steps(tcfg: dict, n_train: int, batch_size: int) -> int:
     return int(math.ceil(float(tcfg["epochs"]) * n_train / int(batch_size)))
 
 
-def evaluate_with_grad(model, masks, x, y) -> tuple[float, float, float]:
-    """Full-set loss and accuracy (the same numbers as runners.evaluate.evaluate: same
-    chunks, same reduction) and, from the same forward passes, the L2 norm of the gradient
-    of the mean loss restricted to the mask. Eval mode; gradients are cleared after."""
+def evaluate_with_grad(model, masks, x, y=None) -> tuple[float, float, float]:
+    """Full-set loss and accuracy on (x, y) or on a split object ``x`` (runners/evaluate.py;
+    the same numbers as runners.evaluate.evaluate: same chunks, same reduction) and, from
+    the same forward passes, the L2 norm of the gradient of the mean loss restricted to
+    the mask. Eval mode; gradients are cleared after."""
+    split = as_split(x, y)
+    n = len(split)
     was_training = model.training
     model.eval()
     model.zero_grad(set_to_none=True)
     loss_sum, correct = 0.0, 0
-    for i in range(0, len(y), EVAL_BATCH):
-        out, yb = model(x[i:i + EVAL_BATCH]), y[i:i + EVAL_BATCH]
+    for xb, yb in split:
+        out = model(xb)
         batch_loss = F.cross_entropy(out, yb, reduction="sum")
         loss_sum += float(batch_loss.detach())
         correct += int((out.detach().argmax(1) == yb).sum())
-        (batch_loss / len(y)).backward()
+        (batch_loss / n).backward()
     total = 0.0
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -92,7 +97,7 @@ def evaluate_with_grad(model, masks, x, y) -> tuple[float, float, float]:
             total += float((g.double() ** 2).sum())
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return loss_sum / len(y), correct / len(y), math.sqrt(total)
+    return loss_sum / n, correct / n, math.sqrt(total)
 
 
 def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) -> dict:
@@ -102,12 +107,12 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
     device = resolve_device(tcfg.get("device", "auto"))
 
     batches = data.batches(cfg["data"], cache_dir, device)
-    if not hasattr(batches, "arrays"):  # streamed (imagenet): evaluation still needs whole splits in memory
-        raise ValueError(f"training on the streamed dataset {cfg['data']['dataset']!r} is not supported yet")
-    x_tr, y_tr, x_te, y_te = batches.arrays()  # evaluation: whole splits, not augmented
-    in_features, n_classes = int(x_tr[0].numel()), batches.n_classes
+    # evaluation: whole splits, not augmented (in memory: normalised once; streamed: read
+    # from disk at each evaluation, the train split a fixed subset)
+    eval_train, eval_test = batches.eval_split("train"), batches.eval_split("test")
+    in_features, n_classes = math.prod(batches.input_shape), batches.n_classes
     bs = int(cfg["data"]["batch_size"])
-    steps = n_steps(tcfg, len(y_tr), bs)
+    steps = n_steps(tcfg, batches.n_train, bs)
 
     ctx = Context(cfg, run_dir, inputs, steps, in_features, n_classes, device)
     regime = make(cfg["regime"], ctx)
@@ -150,10 +155,10 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
                 artifacts.save_state(ctx.model, run_dir / artifacts.step_filename(t))
             if g == 0 or t == steps or (eval_every > 0 and t % eval_every == 0):
                 coord.append(g)
-                loss, acc, grad_norm = evaluate_with_grad(ctx.model, ctx.masks, x_tr, y_tr)
+                loss, acc, grad_norm = evaluate_with_grad(ctx.model, ctx.masks, eval_train)
                 rec["train_loss"].append(loss)
                 rec["train_acc"].append(acc)
-                loss, acc = evaluate(ctx.model, x_te, y_te)
+                loss, acc = evaluate(ctx.model, eval_test)
                 rec["test_loss"].append(loss)
                 rec["test_acc"].append(acc)
                 rec["sparsity"].append(M.sparsity(ctx.model))

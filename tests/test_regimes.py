@@ -202,6 +202,68 @@ def test_small_dense_matches_parameter_count(runs):
         assert all(h < h0 for h, h0 in zip(c["hidden"], hidden))
 
 
+def _one_unit_step(model_cfg, in_features, n):
+    """The largest change of the parameter count from moving one width by one unit."""
+    ws = models.widths(model_cfg)
+    steps = []
+    for i in range(len(ws)):
+        for d in (-1, 1):
+            if ws[i] + d >= 1:
+                w2 = list(ws)
+                w2[i] += d
+                steps.append(abs(regimes.n_params(models.with_widths(model_cfg, w2), in_features, 10) - n))
+    return max(steps)
+
+
+@pytest.mark.parametrize("model_cfg, in_shape, sparsities", [
+    ({"arch": "lenet300_100"}, (1, 28, 28), (0.8, 0.95, 0.98)),
+    ({"arch": "lenet5"}, (1, 28, 28), (0.8, 0.95, 0.98)),
+    ({"arch": "conv1d", "channels": [32, 32, 32], "kernel": 5}, (40,), (0.8, 0.95, 0.98)),
+    ({"arch": "resnet", "depth": 20, "width": 16}, (3, 32, 32), (0.8, 0.95, 0.98)),
+    ({"arch": "wrn", "depth": 16, "width": 2}, (3, 32, 32), (0.9, 0.98)),
+    ({"arch": "torchvision_resnet", "depth": 18}, (3, 64, 64), (0.9,)),
+])
+def test_small_dense_matches_the_count_for_every_arch(model_cfg, in_shape, sparsities):
+    """Target = kept prunable weights + every other parameter (biases, BatchNorm) of the full
+    model; the small model's count is all its parameters. Within 2% of the target up to 95%
+    sparsity; at any sparsity within 2% or one unit of width (what integer widths allow)."""
+    import math
+
+    in_features = math.prod(in_shape)
+    full = models.build(model_cfg, in_shape, 10)
+    n_prunable = sum(p.numel() for p in M.prunable(full).values())
+    n_full = sum(p.numel() for p in full.parameters())
+    for sparsity in sparsities:
+        c, n, target = regimes.small_dense_cfg(model_cfg, sparsity, in_features, 10)
+        assert target == M.n_keep(n_prunable, sparsity) + n_full - n_prunable
+        small = models.build(c, in_shape, 10)  # a real model, with the count claimed
+        assert sum(p.numel() for p in small.parameters()) == n
+        widths, base = models.widths(c), models.widths(model_cfg)
+        assert len(widths) == len(base) and all(1 <= w < w0 for w, w0 in zip(widths, base)), (widths, base)
+        err = abs(n - target)
+        assert err <= max(0.02 * target, _one_unit_step(c, in_features, n)), (sparsity, widths, n, target)
+        if sparsity <= 0.95:
+            assert err <= 0.02 * target, (sparsity, widths, n, target)
+        if model_cfg["arch"] not in ("mlp", "lenet300_100"):  # conv nets keep their proportions:
+            assert any(all(abs(w - max(1, round(w0 * f))) <= 1 for w, w0 in zip(widths, base))  # every width
+                       for f in (i / 4000 for i in range(1, 4001))), (widths, base)  # 1 unit from round(w0 f)
+
+
+def test_torchvision_resnet_with_its_own_widths_is_torchvision_resnet():
+    """The width-scaled ResNet (small_dense) is torchvision's construction: at the default
+    widths the same parameters, the same init under a seed, the same outputs."""
+    for depth in (18, 50):
+        torch.manual_seed(0)
+        ref = models.build({"arch": "torchvision_resnet", "depth": depth}, (3, 32, 32), 10)
+        torch.manual_seed(0)
+        ours = models.build({"arch": "torchvision_resnet", "depth": depth, "widths": [64, 64, 128, 256, 512]},
+                            (3, 32, 32), 10)
+        a, b = ref.state_dict(), ours.state_dict()
+        assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+        x = torch.randn(2, 3, 32, 32)
+        assert torch.equal(ref.eval()(x), ours.eval()(x))
+
+
 def test_every_regime_records_grad_norm(runs):
     _, out = runs
     for name, m in out.items():

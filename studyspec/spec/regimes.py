@@ -144,7 +144,9 @@ class SET(DynamicSparse):
 
 class SmallDense(Regime):
     """A narrower dense model whose parameter count matches the non-zeros of the sparse
-    model at the study's sparsity (uniform distribution, biases counted dense)."""
+    model at the study's sparsity (kept prunable weights, plus biases and BatchNorm counted
+    dense), for every arch: its widths (hidden units, channels, stage widths) scaled by one
+    factor, then adjusted by a few units to land closest to the count."""
 
     uses_sparsity: ClassVar[bool] = True
     regime: Literal["small_dense"]

@@ -71,7 +71,8 @@ class ImageNet(RootData):
     workers: NonNegativeInt = Field(8, description="DataLoader worker processes; not part of job ids")
     image_size: PositiveInt = Field(224, description="crop size (eval: resize to size*256/224, center crop)")
     train_eval_examples: PositiveInt = Field(
-        10000, description="training examples (a fixed subset) used for the train loss/accuracy")
+        10000, description="training examples (a fixed subset, the same for every job) on which train "
+                           "jobs and path queries measure the train loss, accuracy and grad_norm")
 
 
 Data = Annotated[Union[Mnist1d, Digits, MlxtendMnist, TorchvisionMnist, Cifar, ImageNet],
