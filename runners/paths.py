@@ -238,6 +238,27 @@ def evaluate_loop(model, stacked: dict, fixed: dict, x, y=None) -> tuple[list[fl
 
 
 @torch.no_grad()
+def widest_activation(model, params: dict, x1: torch.Tensor) -> int:
+    """The most numbers any module outputs for one example: a conv net's early feature
+    maps, not its weights' widths, bound the memory of a batched pass."""
+    from torch.func import functional_call
+
+    sizes = [x1[0].numel()]
+
+    def hook(module, args, out):
+        if isinstance(out, torch.Tensor):
+            sizes.append(out[0].numel())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        functional_call(model, params, (x1,))
+    finally:
+        for h in handles:
+            h.remove()
+    return max(sizes)
+
+
+@torch.no_grad()
 def evaluate_batched(model, stacked: dict, fixed: dict, x, y=None,
                      max_elements: int = 2**25) -> tuple[list[float], list[float]]:
     """Mean cross-entropy and accuracy of every point in one vmapped pass (eval mode), on
@@ -248,15 +269,16 @@ def evaluate_batched(model, stacked: dict, fixed: dict, x, y=None,
     split = as_split(x, y)
     model.eval()
     n_points = len(next(iter(stacked.values())))
-    widest = max(max(v.shape[1:2].numel() for v in stacked.values()), 1)
+
+    def forward(params, xb):
+        return functional_call(model, {**params, **fixed}, (xb,))
+
     rows = min(len(split), getattr(split, "batch_size", EVAL_BATCH))
+    widest = widest_activation(model, {**{k: v[0] for k, v in stacked.items()}, **fixed}, next(iter(split))[0][:1])
     chunk = max(1, min(n_points, max_elements // (rows * widest)))
     dev = next(iter(stacked.values())).device
     loss_sum = torch.zeros(n_points, dtype=torch.float64, device=dev)
     correct = torch.zeros(n_points, dtype=torch.int64, device=dev)
-
-    def forward(params, xb):
-        return functional_call(model, {**params, **fixed}, (xb,))
 
     batched = vmap(forward, in_dims=(0, None))
     for p0 in range(0, n_points, chunk):

@@ -345,3 +345,24 @@ def test_paths_all_spec_end_to_end(tmp_path):
         # endpoints of the linear paths: the runs' own final losses
         s2p = ds.path_train_loss.sel(path="scratch_to_pruned")
         assert (s2p.sel(t=1.0).values == ds.train_loss.sel(run="prune").isel(step=-1).values).all()
+
+
+def test_batched_chunks_are_sized_by_activations_not_weights():
+    """A conv net's feature maps (16 x 32 x 32 per example for a ResNet-20) bound a batched
+    pass's memory; its weights' widths (16..64) would put far too many points in a chunk."""
+    torch.manual_seed(0)
+    conv = models.build({"arch": "resnet", "depth": 20}, (3, 32, 32), 10).eval()
+    x1 = torch.randn(1, 3, 32, 32)
+    assert paths.widest_activation(conv, dict(conv.state_dict()), x1) == 16 * 32 * 32
+    mlp = models.build({"arch": "mlp", "hidden": [300, 100]}, 40, 10)
+    assert paths.widest_activation(mlp, dict(mlp.state_dict()), torch.randn(1, 40)) == 300
+    # the batched pass still agrees with the loop when the chunks are small
+    ends = [{k: v.clone() for k, v in conv.state_dict().items()}]
+    torch.manual_seed(1)
+    ends.append({k: v.clone() for k, v in models.build({"arch": "resnet", "depth": 20}, (3, 32, 32), 10).state_dict().items()})
+    coeffs = torch.tensor([paths.Linear().coeffs(t) for t in (0.0, 0.5, 1.0)], dtype=torch.float64)
+    stacked, fixed = paths.stack_points(ends, coeffs, None)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    loop = paths.evaluate_loop(conv, stacked, fixed, x, y)
+    batched = paths.evaluate_batched(conv, stacked, fixed, x, y, max_elements=2 * 8 * 16 * 32 * 32)  # 2 points a chunk
+    assert batched[0] == pytest.approx(loop[0], rel=1e-4) and batched[1] == loop[1]
