@@ -8,7 +8,8 @@
 | step[N]   | step_N.pt   |  state_dict after N steps
 
 A reference is ``{"job": id, "artifact": name}``; the file lives under ``inputs[id]``.
-All writes are atomic (temp file in the same directory + os.replace).
+All writes are atomic (temp file in the same directory + os.replace). In a job of
+several processes (runners/distributed.py) only rank 0 writes; the others skip the write.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import re
 from pathlib import Path
 
 import torch
+
+from runners import distributed
 
 _STEP = re.compile(r"^step\[(\d+)\]$")
 _FILES = {"init": "init.pt", "final": "final.pt", "mask": "mask.pt"}
@@ -47,10 +50,16 @@ def resolve(ref: dict, inputs: dict[str, Path]) -> Path:
 
 
 def atomic_save(obj, path: Path) -> None:
+    if not distributed.is_main():
+        return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_state(model: torch.nn.Module, path: Path) -> None:

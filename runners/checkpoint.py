@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from runners import artifacts
+from runners import artifacts, distributed
 
 FILE = "resume.pt"
 
@@ -66,4 +66,5 @@ def restore(state: dict, ctx, sampler, regime) -> tuple[int, dict, list]:
 
 
 def remove(run_dir: Path) -> None:
-    (Path(run_dir) / FILE).unlink(missing_ok=True)
+    if distributed.is_main():
+        (Path(run_dir) / FILE).unlink(missing_ok=True)

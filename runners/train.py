@@ -24,6 +24,10 @@ Conventions (see docs/internals.md for the config):
   (fraction of zero prunable weights) and ``grad_norm``: the L2 norm of the gradient of
   the full-training-set loss restricted to the mask (all of it for dense runs).
 - Resume: see runners/checkpoint.py.
+- Several processes (a SLURM job with several tasks): each computes the gradient of its
+  slice of the same global mini-batch, the gradients are summed over the processes right
+  after backward (before the regime and the mask see them), and only rank 0 writes files;
+  see runners/distributed.py. One process: the loop is unchanged.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from runners import artifacts, checkpoint, data, masks as M
+from runners import artifacts, checkpoint, data, distributed, masks as M
 from runners.evaluate import EVAL_BATCH, as_split, evaluate  # noqa: F401  (EVAL_BATCH: API)
 from runners.optim import lr_at, make_optimizer, set_lr  # noqa: F401  (lr_at, make_optimizer: API)
 from runners.regimes import Context, derive_seed, make  # noqa: F401  (derive_seed: API)
@@ -104,7 +108,8 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
     run_dir = Path(run_dir)
     seed = int(cfg["seed"])
     tcfg = cfg["train"]
-    device = resolve_device(tcfg.get("device", "auto"))
+    distributed.init()  # several processes: join the job's process group (no-op with one)
+    device = distributed.device(resolve_device(tcfg.get("device", "auto")))
 
     batches = data.batches(cfg["data"], cache_dir, device)
     # evaluation: whole splits, not augmented (in memory: normalised once; streamed: read
@@ -141,6 +146,7 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
         g, rec, coord = checkpoint.restore(state, ctx, sampler, regime)
         resumed = True
         print(f"resuming from step {g} of {total} ({checkpoint.FILE})", flush=True)
+    distributed.broadcast_state(ctx.model)  # every rank starts from rank 0's weights
     keep = float_masks()
 
     ctx.model.train()
@@ -175,9 +181,14 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
         resumed = False
         _, t = regime.local_step(g)
         xb, yb = sampler.next()
-        loss = F.cross_entropy(ctx.model(xb), yb, label_smoothing=smoothing)
+        xs, ys = distributed.shard(xb, yb)  # this process's slice of the global batch
+        if len(ys) == len(yb):
+            loss = F.cross_entropy(ctx.model(xs), ys, label_smoothing=smoothing)
+        else:  # summed over the processes by all_reduce_grads: the gradient of the batch mean
+            loss = F.cross_entropy(ctx.model(xs), ys, label_smoothing=smoothing, reduction="sum") / len(yb)
         ctx.opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.all_reduce_grads(ctx.model)
         if regime.after_backward(g):
             keep = float_masks()
         set_lr(ctx.opt, lr_at(t, base_lr, sched, steps))
@@ -190,8 +201,10 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
             with torch.no_grad():
                 for p, fm in keep:
                     p.mul_(fm)
+        distributed.broadcast_buffers(ctx.model)  # BatchNorm running statistics: rank 0's
         g += 1
 
+    distributed.check_identical(ctx.model, ctx.masks)  # several processes: all ended with the same weights
     artifacts.save_state(ctx.model, run_dir / "final.pt")
     if ctx.masks is not None:
         M.save({k: v.cpu() for k, v in ctx.masks.items()}, run_dir / "mask.pt")

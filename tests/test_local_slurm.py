@@ -90,7 +90,9 @@ def _wait_terminal(env: dict[str, str], job_ids: list[str], expected: set[str]) 
 
 
 def test_array_tasks_complete_and_share_the_node(slurm_env: dict[str, str], tmp_path: Path) -> None:
-    ncpu = int(_run(slurm_env, "sinfo", "-h", "-p", "debug", "-o", "%c").split()[0])
+    # CPUs of the partition, over its nodes (one, or several virtual nodes: STUDYSPEC_SLURM_NODES)
+    nodes = dict(line.split() for line in _run(slurm_env, "sinfo", "-h", "-N", "-p", "debug", "-o", "%N %c").splitlines())
+    ncpu = sum(int(c) for c in nodes.values())
     wrap = 'echo "$SLURM_ARRAY_TASK_ID $(date +%s.%N)" > start_$SLURM_ARRAY_TASK_ID; sleep 2; date +%s.%N > end_$SLURM_ARRAY_TASK_ID'
     job = _sbatch(slurm_env, tmp_path, "--array=0-3", "--cpus-per-task=1", "--mem=500M", wrap=wrap)
     tasks = {f"{job}_{i}" for i in range(4)}

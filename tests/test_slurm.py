@@ -103,6 +103,19 @@ def test_bad_settings_are_located_errors():
     assert re.search(r"<spec>:\d+:\d+: launch.slurm.time: 'soon' is not a SLURM time limit", str(e.value))
 
 
+def test_path_jobs_on_several_tasks_are_a_located_error(tmp_path):
+    from studyspec.store import Store
+
+    loaded = loads(SPEC + "launch:\n  slurm: {nodes: 2}\n")
+    with pytest.raises(UserError) as e:  # refused before any SLURM command runs
+        slurm.launch(loaded, build(loaded.study), Store(tmp_path / "store"))
+    msg = str(e.value)
+    assert re.search(r"<spec>:\d+:\d+: launch.slurm.nodes: path jobs ask for 2 node\(s\) x 1 task\(s\): only "
+                     r"training jobs run on several tasks", msg), msg
+    assert "hint: set nodes and tasks_per_node under launch.slurm.train" in msg
+    assert not (tmp_path / "store").exists()
+
+
 # --- on a real cluster ---------------------------------------------------------------------
 
 def _slurm_env() -> dict:
@@ -239,3 +252,49 @@ def test_bad_launch_settings_are_refused_before_queueing(cluster, tmp_path):
     assert proc.returncode == 2 and "Requested node configuration is not available" in proc.stderr, proc.stderr
     queued = subprocess.run(["squeue", "-h", "-o", "%j"], env=cluster, capture_output=True, text=True).stdout
     assert "bad:" not in queued and not (store / "_slurm").exists()
+
+
+DDP = """\
+study: ddp
+data: {dataset: mnist1d, batch_size: 256}
+model: {arch: mlp, hidden: [300, 100]}
+train: {steps: 200, eval_every: 50, optimizer: {name: sgd, lr: 0.05, momentum: 0.9}, schedule: {name: cosine}}
+sparsity: 0.9
+runs:
+  prune: {regime: prune, schedule: {begin: 0.1, end: 0.5, every: 10}}
+paths:
+  init_to_pruned: {kind: linear, from: prune.init, to: prune.final, points: 5}
+launch:
+  slurm: {train: {nodes: 2, tasks_per_node: 1}}
+"""
+
+
+@needs_cluster
+@pytest.mark.slow  # about 40 s on 2 CPUs
+def test_two_node_ddp_job_matches_the_local_run(cluster, tmp_path):
+    import xarray as xr
+
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], env=cluster, capture_output=True, text=True).stdout.split()
+    if len(set(nodes)) < 2:
+        pytest.skip(f"the cluster in {SLURM_DIR} has one node: start it with STUDYSPEC_SLURM_NODES=2 (as .ci/run does)")
+    spec = tmp_path / "ddp.yaml"
+    spec.write_text(DDP)
+    store = tmp_path / "store"
+    cli(cluster, "run", spec, "--store", tmp_path / "local", "--out", tmp_path / "local.nc", check=True)
+    cli(cluster, "launch", spec, "--store", store, "-e", "slurm", "--time", "10", check=True)
+    plan, states = wait_all(spec, store)
+    assert all(s == "done" for s, _ in states.values()), states
+    (train_id,) = [j for j in plan.jobs if plan.jobs[j].kind == "train"]
+    log = (store / train_id / "log.txt").read_text()
+    # one worker per task (srun --label), on the two nodes
+    starts_ = re.findall(r"^(\d): job \w+ \(train\) starting on \S+ \(node (\S+)\), rank (\d) of 2", log, re.M)
+    assert sorted((label, rank) for label, _, rank in starts_) == [("0", "0"), ("1", "1")], log
+    assert len({node for _, node, _ in starts_}) == 2, log
+    assert json.loads((store / train_id / "shard.json").read_text())["tasks"] == 2
+    (path_id,) = [j for j in plan.jobs if plan.jobs[j].kind == "path"]
+    assert starts(store, path_id) == 1  # the path query ran in one task
+
+    cli(cluster, "collect", spec, "--store", store, "--out", tmp_path / "slurm.nc", check=True)
+    got, ref = xr.open_dataset(tmp_path / "slurm.nc"), xr.open_dataset(tmp_path / "local.nc")
+    for var in ("train_loss", "test_loss", "test_acc", "weight_sparsity", "path_train_loss", "path_test_loss"):
+        assert np.allclose(got[var].values, ref[var].values, rtol=0, atol=1e-4, equal_nan=True), var

@@ -1,5 +1,10 @@
 """Run a plan on this machine: jobs in dependency order, independent ones in parallel
-processes (one torch thread each), with a live progress display."""
+processes (one torch thread each), with a live progress display.
+
+One process per job: the SLURM settings nodes and tasks_per_node are ignored here, and a
+job that would train on several SLURM tasks (runners/distributed.py) trains in one
+process, with the same numbers up to float rounding. Workers never inherit a
+multi-process environment (WORLD_SIZE, SLURM_NTASKS) from a surrounding allocation."""
 
 from __future__ import annotations
 
@@ -55,6 +60,8 @@ class LocalRun:
         self.pending = [j for j in plan.jobs.values() if j.id not in self.done]
         self.running: dict[str, tuple[subprocess.Popen, float, object]] = {}
         self.env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", STUDYSPEC_THREADS="1")
+        for var in ("WORLD_SIZE", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS"):  # one process per job
+            self.env.pop(var, None)
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console)
         self.bar = self.progress.add_task("jobs", total=len(self.pending))

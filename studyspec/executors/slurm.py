@@ -28,6 +28,12 @@ script requeues its own task. A requeued task (preemption, `scontrol requeue`,
 the time limit) runs the worker again, and the train runner resumes from its
 resume checkpoint (runners/checkpoint.py), not from step 0.
 
+Several tasks (nodes x tasks_per_node > 1, training jobs only): the batch script starts
+the worker once per task with `srun --kill-on-bad-exit=1 --label`; the tasks train one
+model with torch.distributed, set up from the SLURM environment (runners/distributed.py),
+rank 0 holds the job's lock and writes every file. A single-task job runs the worker
+directly, as before. Path jobs always run in one task.
+
 The record `<store>/_slurm/<study>.json` (studyspec.store.Store) maps each job id
 to its SLURM task id `<array job id>_<index>`; status, cancel and relaunch read it.
 """
@@ -74,8 +80,11 @@ echo "slurm task $TASK (job $SLURM_JOB_ID) on $(hostname), restart ${{SLURM_REST
 # USR1 comes before the time limit (--signal): put this task back in the queue; the
 # worker is stopped by SLURM and the next run resumes from the latest checkpoint.
 trap 'echo "time limit near: requeueing $TASK" >> "$RUN_DIR/log.txt"; scontrol requeue "$TASK"' USR1
-# writes RUN_DIR/job.json from TASKS_FILE, then runs the shared worker (studyspec.worker.run)
-{python} -m studyspec.executors.slurm "$1" "$SLURM_ARRAY_TASK_ID" >> "$RUN_DIR/log.txt" 2>&1 &
+# writes RUN_DIR/job.json from TASKS_FILE, then runs the shared worker (studyspec.worker.run);
+# a job of several tasks (DDP) runs one worker per task with srun, its lines labelled by rank
+RUN=()
+[ "${{SLURM_NTASKS:-1}}" -gt 1 ] && RUN=(srun --kill-on-bad-exit=1 --label --cpus-per-task="${{SLURM_CPUS_PER_TASK:-1}}")
+${{RUN[@]+"${{RUN[@]}}"}} {python} -m studyspec.executors.slurm "$1" "$SLURM_ARRAY_TASK_ID" >> "$RUN_DIR/log.txt" 2>&1 &
 PID=$!
 while :; do
     wait "$PID"; RC=$?
@@ -358,6 +367,16 @@ def _locate_bad(loaded, kind: str, message: str) -> Problem:
                    where=f"launch.slurm.{kind}", hint=_hint(field_of))
 
 
+def _locate_tasks(loaded, kind: str, message: str) -> Problem:
+    """Point a refused nodes/tasks_per_node setting at its place in the spec."""
+    hint = f"set nodes and tasks_per_node under launch.slurm.train, or launch.slurm.{kind}: {{nodes: 1, tasks_per_node: 1}}"
+    for path in [("launch", "slurm", kind, "tasks_per_node"), ("launch", "slurm", kind, "nodes"),
+                 ("launch", "slurm", "tasks_per_node"), ("launch", "slurm", "nodes"), ("launch", "slurm")]:
+        if _has(loaded.source.data, path):
+            return loaded.problem(path, message, hint=hint)
+    return Problem(message, file="command line", where=f"launch setting {kind}", hint=hint)
+
+
 def _has(data, path) -> bool:
     for p in path:
         if not isinstance(data, dict) or p not in data:
@@ -383,10 +402,10 @@ def launch(loaded, plan: Plan, store: Store, cli: dict | None = None,
     kinds_used = sorted({j.kind for j in plan.jobs.values()})
     for kind in kinds_used:
         r = res[kind]
-        if r["nodes"] * r["tasks_per_node"] > 1:
-            raise UserError([loaded.problem(("launch", "slurm"), f"{kind} jobs ask for {r['nodes']} node(s) x "
-                                            f"{r['tasks_per_node']} task(s): multi-task (DDP) jobs are not "
-                                            "supported yet", hint="use nodes: 1, tasks_per_node: 1")])
+        if kind != "train" and r["nodes"] * r["tasks_per_node"] > 1:
+            raise UserError([_locate_tasks(loaded, kind, f"{kind} jobs ask for {r['nodes']} node(s) x "
+                                           f"{r['tasks_per_node']} task(s): only training jobs run on several "
+                                           "tasks (DDP); a path query runs in one")])
     # bad settings are refused before anything is queued
     problems = [_locate_bad(loaded, k, err) for k in kinds_used if (err := test_only(res[k]))]
     if problems:

@@ -74,7 +74,11 @@ stop_one() {  # stop_one NAME PIDFILE EXPECTED_COMM
 }
 
 echo "stopping local SLURM cluster in $DIR"
-stop_one slurmd    "$DIR/run/slurmd.pid"    slurmd
+for f in "$DIR"/run/slurmd.pid "$DIR"/run/slurmd-*.pid; do  # one slurmd, or one per virtual node
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid)
+    stop_one "${name/-/ }" "$f" slurmd
+done
 stop_one slurmctld "$DIR/run/slurmctld.pid" slurmctld
 stop_one slurmdbd  "$DIR/run/slurmdbd.pid"  slurmdbd
 stop_one mariadb   "$DIR/run/mariadb.pid"   mariadbd

@@ -41,8 +41,11 @@ class SlurmResources(Strict):
     account: str | None = Field(None, description="account to charge")
     qos: str | None = Field(None, description="quality of service")
     time: SlurmTime | None = Field(None, description="time limit per job: minutes or D-HH:MM:SS (default 60)")
-    nodes: PositiveInt | None = Field(None, description="nodes per job (default 1)")
-    tasks_per_node: PositiveInt | None = Field(None, description="tasks per node (default 1)")
+    nodes: PositiveInt | None = Field(
+        None, description="nodes per job (default 1); a training job on several tasks (nodes x tasks_per_node) "
+        "trains one model with torch.distributed (DDP), path jobs run in one task")
+    tasks_per_node: PositiveInt | None = Field(
+        None, description="tasks (processes) per node (default 1); one per GPU for multi-GPU training")
     gpus_per_node: NonNegativeInt | None = Field(None, description="GPUs per node (default 0)")
     cpus_per_task: PositiveInt | None = Field(
         None, description="CPUs per task (default 1); the job trains with this many torch threads")
