@@ -173,6 +173,11 @@ N_CLASSES = {"cifar100": 100}
 
 # --- the batching interface ---------------------------------------------------------
 
+def part_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
+    """[lo, hi) of process ``rank``'s contiguous share of ``n`` examples."""
+    return rank * n // size, (rank + 1) * n // size
+
+
 class Batches:
     """Mini-batches for training and whole-split iteration for evaluation (see the top of the module)."""
 
@@ -184,6 +189,15 @@ class Batches:
 
     def next(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def next_part(self, gen: torch.Generator, rank: int, size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Process ``rank`` of ``size``'s contiguous slice of the next global mini-batch
+        (the whole batch when size is 1), and the global batch's length. Every rank draws
+        the same global batch; in memory it is sliced after augmentation, so the slices
+        are exactly the batch one process would see."""
+        x, y = self.next(gen)
+        lo, hi = part_bounds(len(y), rank, size)
+        return x[lo:hi], y[lo:hi], len(y)
 
     def eval_iter(self, split: str = "test", batch_size: int = EVAL_BATCH):
         raise NotImplementedError
@@ -344,7 +358,7 @@ class StreamBatches(Batches):
         # a fixed subset of the training set for the train loss/accuracy
         k = min(int(data_cfg.get("train_eval_examples", 10000)), self.n_train)
         self.train_eval = torch.randperm(self.n_train, generator=torch.Generator().manual_seed(0))[:k].sort().values
-        self._perm, self._pos, self._seeds, self._it = None, 0, None, None
+        self._perm, self._pos, self._seeds, self._it, self._part = None, 0, None, None, (0, 1)
 
     def _loader(self, folder, transform, items, batch_size):
         return torch.utils.data.DataLoader(
@@ -356,15 +370,35 @@ class StreamBatches(Batches):
         self._it = None
 
     def next(self, gen):
+        x, y, _ = self.next_part(gen, 0, 1)
+        return x, y
+
+    def next_part(self, gen, rank, size):
+        """Several processes: each reads and decodes only its own slice of the global batch
+        (the same examples, under the same per-example seeds, as one process would)."""
         start = self._pos if self._perm is not None and self._pos < self.n_train else 0
         idx = self._next_indices(gen)
-        if self._it is None:  # (re)start the epoch's loader at the current position
+        if self._it is None or self._part != (rank, size):  # (re)start the epoch's loader here
             items = list(zip(self._perm[start:].tolist(), self._seeds[start:].tolist()))
-            self._it = iter(self._loader(self.train, self.train_tf, items, self.batch_size))
+            if size == 1:
+                loader = self._loader(self.train, self.train_tf, items, self.batch_size)
+            else:
+                slices = []
+                for p in range(0, len(items), self.batch_size):
+                    lo, hi = part_bounds(min(self.batch_size, len(items) - p), rank, size)
+                    if hi > lo:  # (a batch smaller than the number of processes leaves some out)
+                        slices.append(items[p + lo:p + hi])
+                loader = torch.utils.data.DataLoader(
+                    _SeededImages(self.train, self.train_tf), batch_sampler=slices,
+                    num_workers=self.workers, pin_memory=self.device.type == "cuda")
+            self._it, self._part = iter(loader), (rank, size)
+        lo, hi = part_bounds(len(idx), rank, size)
+        if hi == lo:
+            return torch.empty((0, *self.input_shape), device=self.device), idx[:0].to(self.device), len(idx)
         x, y = next(self._it)
-        assert len(y) == len(idx)
+        assert len(y) == hi - lo
         nb = self.device.type == "cuda"
-        return x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb)
+        return x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb), len(idx)
 
     def eval_iter(self, split="test", batch_size=EVAL_BATCH):
         folder = self.train if split == "train" else self.test

@@ -21,7 +21,8 @@ weights and masks at every step:
 - every rank builds the model and the regime the same way and loads the same resume
   checkpoint; ``broadcast_state`` then copies rank 0's parameters and buffers to all;
 - every rank draws the same global mini-batch (same data-order generator) and takes its
-  contiguous slice (``shard``); its loss is the slice's summed loss divided by the
+  contiguous slice (``part`` and runners.data.Batches.next_part: streamed data is read
+  and decoded only for the rank's own slice); its loss is the slice's summed loss divided by the
   global batch size, so the sum over ranks (``all_reduce_grads``) is the gradient of the
   batch mean, the same as one process (to float rounding). The all-reduce comes right after backward, before
   the regime's ``after_backward`` (RigL reads gradients) and the mask, so every rank
@@ -141,14 +142,12 @@ def broadcast_buffers(model: torch.nn.Module) -> None:
             dist.broadcast(t, src=0)
 
 
-def shard(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's contiguous slice of the global batch (all of it with one process)."""
+def part() -> tuple[int, int]:
+    """(rank, number of processes) for slicing the global batch: (0, 1) with one process.
+    The slice itself comes from runners.data.Batches.next_part, so streamed data reads and
+    decodes only this rank's examples."""
     w = world()
-    if not active():
-        return x, y
-    n = len(y)
-    lo, hi = w.rank * n // w.size, (w.rank + 1) * n // w.size
-    return x[lo:hi], y[lo:hi]
+    return (w.rank, w.size) if active() else (0, 1)
 
 
 @torch.no_grad()

@@ -55,6 +55,10 @@ class Sampler:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.batches.next(self.gen)
 
+    def next_part(self, rank: int, size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """This process's slice of the next global batch, and the global batch's length."""
+        return self.batches.next_part(self.gen, rank, size)
+
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), **self.batches.state_dict()}
 
@@ -180,12 +184,11 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
                 checkpoint.save(run_dir, cfg, g, ctx, sampler, regime, rec, coord)
         resumed = False
         _, t = regime.local_step(g)
-        xb, yb = sampler.next()
-        xs, ys = distributed.shard(xb, yb)  # this process's slice of the global batch
-        if len(ys) == len(yb):
+        xs, ys, n = sampler.next_part(*distributed.part())  # this process's slice of the global batch
+        if len(ys) == n:
             loss = F.cross_entropy(ctx.model(xs), ys, label_smoothing=smoothing)
         else:  # summed over the processes by all_reduce_grads: the gradient of the batch mean
-            loss = F.cross_entropy(ctx.model(xs), ys, label_smoothing=smoothing, reduction="sum") / len(yb)
+            loss = F.cross_entropy(ctx.model(xs), ys, label_smoothing=smoothing, reduction="sum") / n
         ctx.opt.zero_grad(set_to_none=True)
         loss.backward()
         distributed.all_reduce_grads(ctx.model)

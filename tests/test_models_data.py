@@ -573,3 +573,32 @@ def test_small_dense_trains_every_arch(arch, cifar_root, imagenet_root, cache, t
 def test_small_dense_of_a_conv_net_validates():
     loads(BASE.replace("model: {arch: mlp, hidden: [32]}", "model: {arch: conv1d}")
           + "sparsity: 0.9\nruns:\n  small: {regime: small_dense}\n")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_ranks_read_only_their_slice_of_the_same_batch(imagenet_root, cache, workers):
+    """Several processes (DDP): each reads and decodes only its own contiguous slice of the
+    global batch, and the slices put together are exactly what one process gets, across an
+    epoch boundary (15 training images, batches of 4: the fourth batch has 3)."""
+    cfg = {"dataset": "imagenet", "root": str(imagenet_root), "batch_size": 4, "image_size": 16, "workers": workers}
+
+    def draw(rank, size, n=6):
+        b = data.batches(cfg, cache)
+        gen = torch.Generator().manual_seed(5)
+        return [b.next_part(gen, rank, size) for _ in range(n)]
+
+    whole = draw(0, 1)
+    parts = [draw(r, 3) for r in range(3)]
+    for step, (x, y, n) in enumerate(whole):
+        assert n == len(y) == (3 if step == 3 else 4)
+        xs = [parts[r][step][0] for r in range(3)]
+        assert [len(p) for p in xs] == [(r + 1) * n // 3 - r * n // 3 for r in range(3)]
+        assert all(parts[r][step][2] == n for r in range(3))
+        assert torch.equal(torch.cat(xs), x) and torch.equal(torch.cat([parts[r][step][1] for r in range(3)]), y)
+
+
+def test_in_memory_slices_are_the_augmented_batch(cifar_root, cache):
+    cfg = {"dataset": "cifar10", "root": str(cifar_root), "batch_size": 8, "augment": True}
+    x, y = data.batches(cfg, cache).next(torch.Generator().manual_seed(1))
+    parts = [data.batches(cfg, cache).next_part(torch.Generator().manual_seed(1), r, 2) for r in range(2)]
+    assert torch.equal(torch.cat([p[0] for p in parts]), x) and [p[2] for p in parts] == [8, 8]
