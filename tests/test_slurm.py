@@ -215,10 +215,15 @@ runs:
 
 
 @needs_cluster
-@pytest.mark.slow  # about 1-2 min on 2 idle CPUs (the tiny jobs run one after another)
-def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
+@pytest.mark.slow  # about 30 s a case on 2 idle CPUs
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path, nodes):
+    if nodes > 1:  # a DDP job: srun starts one worker per task, each must resume
+        names = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], env=cluster, capture_output=True, text=True).stdout
+        if len(set(names.split())) < nodes:
+            pytest.skip(f"the cluster in {SLURM_DIR} has one node: start it with STUDYSPEC_SLURM_NODES=2")
     spec = tmp_path / "requeue.yaml"
-    spec.write_text(REQUEUE)
+    spec.write_text(REQUEUE + (f"launch:\n  slurm: {{train: {{nodes: {nodes}, tasks_per_node: 1}}}}\n" if nodes > 1 else ""))
     store = tmp_path / "store"
     cli(cluster, "launch", spec, "--store", store, "-e", "slurm", "--time", "10", check=True)
     (job_id, rec), = json.loads((store / "_slurm" / "requeue.json").read_text())["jobs"].items()
@@ -230,9 +235,13 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path):
     plan, states = wait_all(spec, store)
     assert states[job_id][0] == "done", states
     log = (store / job_id / "log.txt").read_text()
-    assert "restart 1" in log and starts(store, job_id) == 2
-    m = re.search(r"resuming from step (\d+) of 3000", log)
-    assert m and int(m.group(1)) >= 100, log
+    assert "restart 1" in log
+    if nodes == 1:
+        assert starts(store, job_id) == 2
+    else:  # srun --label: "<rank>: " before each worker line; two starts of both ranks
+        assert sorted(re.findall(r"^(\d): job \w+ \(train\) starting", log, re.M)) == ["0", "0", "1", "1"], log
+    resumed = re.findall(r"^(?:\d: )?resuming from step (\d+) of 3000", log, re.M)
+    assert len(resumed) == nodes and len(set(resumed)) == 1 and int(resumed[0]) >= 100, log
     shard = json.loads((store / job_id / "shard.json").read_text())
     assert shard["coord"] == [0, 1000, 2000, 3000] and not (store / job_id / "resume.pt").exists()
 
