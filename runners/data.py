@@ -400,10 +400,11 @@ class StreamBatches(Batches):
         nb = self.device.type == "cuda"
         return x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb), len(idx)
 
-    def eval_iter(self, split="test", batch_size=EVAL_BATCH):
+    def eval_iter(self, split="test", batch_size=EVAL_BATCH, lo=0, hi=None):
+        """The split's examples [lo, hi) in order (default all), read from disk."""
         folder = self.train if split == "train" else self.test
         index = self.train_eval.tolist() if split == "train" else range(len(folder))
-        items = [(i, 0) for i in index]
+        items = [(i, 0) for i in index[lo:hi]]
         for x, y in self._loader(folder, self.eval_tf, items, min(batch_size, STREAM_EVAL_BATCH)):
             yield x.to(self.device), y.to(self.device)
 
@@ -429,15 +430,22 @@ class _StreamSplit:
     """A split object (runners/evaluate.py) over ``StreamBatches.eval_iter``: every pass
     reads the split from disk again, in the same order; "train" is the fixed subset."""
 
-    def __init__(self, batches: StreamBatches, split: str):
+    def __init__(self, batches: StreamBatches, split: str, lo: int = 0, hi: int | None = None):
         self.batches, self.split = batches, split
         self.batch_size = STREAM_EVAL_BATCH
+        n = len(self.batches.train_eval) if split == "train" else self.batches.n_test
+        self.lo, self.hi = lo, n if hi is None else hi
 
     def __len__(self):
-        return len(self.batches.train_eval) if self.split == "train" else self.batches.n_test
+        return self.hi - self.lo
 
     def __iter__(self):
-        return self.batches.eval_iter(self.split)
+        return self.batches.eval_iter(self.split, lo=self.lo, hi=self.hi)
+
+    def part(self, rank: int, size: int) -> "_StreamSplit":
+        """Process ``rank`` of ``size``'s contiguous share, read and decoded by it alone."""
+        lo, hi = part_bounds(len(self), rank, size)
+        return _StreamSplit(self.batches, self.split, self.lo + lo, self.lo + hi)
 
 
 def batches(data_cfg: dict, cache_dir: Path, device="cpu") -> Batches:

@@ -29,7 +29,10 @@ weights and masks at every step:
   takes the same decisions from the same numbers;
 - BatchNorm normalises with each rank's slice, and its running statistics are rank 0's
   (``broadcast_buffers`` after each step, as DistributedDataParallel does);
-- evaluation runs on every rank (identical numbers); only rank 0 writes files
+- evaluation is shared: each rank evaluates its contiguous share of each split
+  (``part`` of a split object; streamed data is read only by its rank), then losses,
+  counts and gradients are summed over the ranks (``all_reduce_sums``,
+  ``all_reduce_grads``), so every rank records the same numbers; only rank 0 writes files
   (``is_main``; runners.artifacts.atomic_save and checkpoint.remove do nothing elsewhere).
 """
 from __future__ import annotations
@@ -148,6 +151,15 @@ def part() -> tuple[int, int]:
     decodes only this rank's examples."""
     w = world()
     return (w.rank, w.size) if active() else (0, 1)
+
+
+def all_reduce_sums(*values: float) -> list[float]:
+    """Each number summed over the ranks (float64; counts stay exact below 2**53)."""
+    if not active():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
 
 
 @torch.no_grad()

@@ -28,6 +28,11 @@ class Chunks:
         for i in range(0, len(self.y), self.batch_size):
             yield self.x[i:i + self.batch_size], self.y[i:i + self.batch_size]
 
+    def part(self, rank: int, size: int) -> "Chunks":
+        """Process ``rank`` of ``size``'s contiguous share of the examples (DDP evaluation)."""
+        lo, hi = rank * len(self.y) // size, (rank + 1) * len(self.y) // size
+        return Chunks(self.x[lo:hi], self.y[lo:hi], self.batch_size)
+
 
 def as_split(x, y=None):
     """``(x, y)`` tensors as ``Chunks``; a split object (``y`` None) as it is."""
@@ -38,7 +43,13 @@ def as_split(x, y=None):
 def evaluate(model: torch.nn.Module, x, y: torch.Tensor | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on all of (x, y), or on a split object
     ``x`` (``y`` None), in eval mode."""
-    split = as_split(x, y)
+    loss_sum, correct, n = evaluate_sums(model, as_split(x, y))
+    return loss_sum / n, correct / n
+
+
+@torch.no_grad()
+def evaluate_sums(model: torch.nn.Module, split) -> tuple[float, int, int]:
+    """Summed cross-entropy, number correct and number of examples over a split object."""
     was_training = model.training
     model.eval()
     loss_sum, correct, n = 0.0, 0, 0
@@ -48,4 +59,4 @@ def evaluate(model: torch.nn.Module, x, y: torch.Tensor | None = None) -> tuple[
         correct += int((out.argmax(1) == yb).sum())
         n += len(yb)
     model.train(was_training)
-    return loss_sum / n, correct / n
+    return loss_sum, correct, n

@@ -26,8 +26,9 @@ Conventions (see docs/internals.md for the config):
 - Resume: see runners/checkpoint.py.
 - Several processes (a SLURM job with several tasks): each computes the gradient of its
   slice of the same global mini-batch, the gradients are summed over the processes right
-  after backward (before the regime and the mask see them), and only rank 0 writes files;
-  see runners/distributed.py. One process: the loop is unchanged.
+  after backward (before the regime and the mask see them), each evaluates its share of
+  the splits (sums added up over the processes), and only rank 0 writes files; see
+  runners/distributed.py. One process: the loop is unchanged.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from runners import artifacts, checkpoint, data, distributed, masks as M
-from runners.evaluate import EVAL_BATCH, as_split, evaluate  # noqa: F401  (EVAL_BATCH: API)
+from runners.evaluate import EVAL_BATCH, as_split, evaluate, evaluate_sums  # noqa: F401  (EVAL_BATCH: API)
 from runners.optim import lr_at, make_optimizer, set_lr  # noqa: F401  (lr_at, make_optimizer: API)
 from runners.regimes import Context, derive_seed, make  # noqa: F401  (derive_seed: API)
 
@@ -86,16 +87,20 @@ def evaluate_with_grad(model, masks, x, y=None) -> tuple[float, float, float]:
     the mask. Eval mode; gradients are cleared after."""
     split = as_split(x, y)
     n = len(split)
+    rank, size = distributed.part()  # several processes: each takes its share, then sums
     was_training = model.training
     model.eval()
     model.zero_grad(set_to_none=True)
     loss_sum, correct = 0.0, 0
-    for xb, yb in split:
+    for xb, yb in (split if size == 1 else split.part(rank, size)):
         out = model(xb)
         batch_loss = F.cross_entropy(out, yb, reduction="sum")
         loss_sum += float(batch_loss.detach())
         correct += int((out.detach().argmax(1) == yb).sum())
         (batch_loss / n).backward()
+    if size > 1:
+        distributed.all_reduce_grads(model)
+        loss_sum, correct = distributed.all_reduce_sums(loss_sum, correct)
     total = 0.0
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -106,6 +111,17 @@ def evaluate_with_grad(model, masks, x, y=None) -> tuple[float, float, float]:
     model.zero_grad(set_to_none=True)
     model.train(was_training)
     return loss_sum / n, correct / n, math.sqrt(total)
+
+
+def evaluate_shared(model, split) -> tuple[float, float]:
+    """runners.evaluate.evaluate on a split object; with several processes each evaluates
+    its share and the sums are added up over them."""
+    rank, size = distributed.part()
+    if size == 1:
+        return evaluate(model, split)
+    loss_sum, correct, _ = evaluate_sums(model, split.part(rank, size))
+    loss_sum, correct = distributed.all_reduce_sums(loss_sum, correct)
+    return loss_sum / len(split), correct / len(split)
 
 
 def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) -> dict:
@@ -168,7 +184,7 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
                 loss, acc, grad_norm = evaluate_with_grad(ctx.model, ctx.masks, eval_train)
                 rec["train_loss"].append(loss)
                 rec["train_acc"].append(acc)
-                loss, acc = evaluate(ctx.model, eval_test)
+                loss, acc = evaluate_shared(ctx.model, eval_test)
                 rec["test_loss"].append(loss)
                 rec["test_acc"].append(acc)
                 rec["sparsity"].append(M.sparsity(ctx.model))

@@ -602,3 +602,18 @@ def test_in_memory_slices_are_the_augmented_batch(cifar_root, cache):
     x, y = data.batches(cfg, cache).next(torch.Generator().manual_seed(1))
     parts = [data.batches(cfg, cache).next_part(torch.Generator().manual_seed(1), r, 2) for r in range(2)]
     assert torch.equal(torch.cat([p[0] for p in parts]), x) and [p[2] for p in parts] == [8, 8]
+
+
+def test_eval_split_parts_cover_the_split_once(imagenet_root, cache):
+    """DDP evaluation: the ranks' shares of a split, put together, are the split, in order."""
+    cfg = {"dataset": "imagenet", "root": str(imagenet_root), "batch_size": 4, "image_size": 16, "workers": 0,
+           "train_eval_examples": 7}
+    for b in (data.batches(cfg, cache), data.batches({"dataset": "mnist1d"}, cache)):
+        for name in ("train", "test"):
+            split = b.eval_split(name)
+            whole = list(split)
+            parts = [split.part(r, 3) for r in range(3)]
+            assert sum(len(p) for p in parts) == len(split)
+            for i in (0, 1):
+                got = torch.cat([xy[i] for p in parts for xy in p])
+                assert torch.equal(got, torch.cat([xy[i] for xy in whole])), (name, i)
