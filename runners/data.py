@@ -173,6 +173,12 @@ N_CLASSES = {"cifar100": 100}
 
 # --- the batching interface ---------------------------------------------------------
 
+def train_eval_subset(n: int, k: int) -> torch.Tensor:
+    """The fixed, sorted subset of k of n training examples that evaluation uses
+    (``train_eval_examples``): the same for every job and seed."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:k].sort().values
+
+
 def part_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
     """[lo, hi) of process ``rank``'s contiguous share of ``n`` examples."""
     return rank * n // size, (rank + 1) * n // size
@@ -252,6 +258,8 @@ class TensorBatches(Batches):
             self.mean = torch.tensor(mean, device=self.device).view(shape)
             self.std = torch.tensor(std, device=self.device).view(shape)
         self.crop_flip = bool(data_cfg.get("augment", True)) and name in ("cifar10", "cifar100")
+        k = data_cfg.get("train_eval_examples")  # None: evaluate on the whole training split
+        self.train_eval = None if k is None or int(k) >= self.n_train else train_eval_subset(self.n_train, int(k))
         self._perm, self._pos = None, 0
         self._prepared_arrays = None
 
@@ -289,6 +297,8 @@ class TensorBatches(Batches):
 
         x_tr, y_tr, x_te, y_te = self._prepared()
         x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
+        if split == "train" and self.train_eval is not None:
+            x, y = x[self.train_eval], y[self.train_eval]
         return Chunks(x, y, batch_size or CHUNK)
 
     def examples(self, split, index_batches):
@@ -356,8 +366,8 @@ class StreamBatches(Batches):
         self.n_classes = len(self.train.classes)
         self.n_train, self.n_test = len(self.train), len(self.test)
         # a fixed subset of the training set for the train loss/accuracy
-        k = min(int(data_cfg.get("train_eval_examples", 10000)), self.n_train)
-        self.train_eval = torch.randperm(self.n_train, generator=torch.Generator().manual_seed(0))[:k].sort().values
+        self.train_eval = train_eval_subset(self.n_train, min(int(data_cfg.get("train_eval_examples", 10000)),
+                                                              self.n_train))
         self._perm, self._pos, self._seeds, self._it, self._part = None, 0, None, None, (0, 1)
 
     def _loader(self, folder, transform, items, batch_size):

@@ -28,8 +28,8 @@ Models with BatchNorm get their running statistics recomputed at each point from
 ``bn_batches`` training batches (fixed, seeded order, not augmented) before evaluation.
 
 Data: through ``runners.data.batches``, in memory or streamed from disk (ImageNet) alike:
-evaluation on the splits' split objects (streamed: the test split and the fixed subset of
-``train_eval_examples`` training examples, as the runs record), BN recalibration and
+evaluation on the splits' split objects (the training split: the fixed subset of
+``data.train_eval_examples`` examples when set, as the runs record), BN recalibration and
 curve training on the given training examples (``Batches.examples``; streamed: read
 through the DataLoader, eval transform).
 

@@ -14,9 +14,9 @@ Conventions (see docs/internals.md for the config):
 - Data order: a ``torch.Generator`` seeded with ``derive_seed(seed, "data")``, the same
   for every regime at a seed (a new random permutation each epoch, last partial batch kept);
   training batches come from ``runners.data.batches`` (CIFAR: random crop + flip drawn from
-  the same generator), evaluation uses the whole splits without augmentation (streamed
-  data: the test split and a fixed subset of ``train_eval_examples`` training examples,
-  read in a fixed order).
+  the same generator), evaluation uses the whole splits without augmentation, or for the
+  training split a fixed subset of ``data.train_eval_examples`` examples when set (streamed
+  data: always, 10,000 by default; read in a fixed order).
 - Masked training: before each optimizer step the gradients of pruned weights are
   zeroed, after it the mask is re-applied, so pruned weights stay exactly 0
   (as +0.0 or -0.0). The training loss uses ``label_smoothing``; the recorded losses do not.

@@ -63,8 +63,9 @@ def seconds(job_config: dict) -> float:
     data, model = job_config.get("data", {}), job_config.get("model", {})
     c = per_example(model)
     n_train, n_test = _sizes(data)
-    if data.get("dataset") == "imagenet":
-        n_train = data.get("train_eval_examples", 10000)
+    k = data.get("train_eval_examples", 10000 if data.get("dataset") == "imagenet" else None)
+    if k:  # train metrics on a fixed subset
+        n_train = min(n_train, k)
     batch = data.get("batch_size", 128)
     eval_cost = (n_train + n_test) * c / 3
     if job_config.get("kind") == "train":

@@ -617,3 +617,28 @@ def test_eval_split_parts_cover_the_split_once(imagenet_root, cache):
             for i in (0, 1):
                 got = torch.cat([xy[i] for p in parts for xy in p])
                 assert torch.equal(got, torch.cat([xy[i] for xy in whole])), (name, i)
+
+
+def test_train_eval_examples_is_a_fixed_subset_for_in_memory_data(cache, tmp_path):
+    """data.train_eval_examples: the train metrics on the same fixed subset for every job
+    (left out, the whole split; the default keeps job ids unchanged)."""
+    from studyspec.load import loads
+    from studyspec.plan import build
+
+    whole = data.batches({"dataset": "mnist1d"}, cache).eval_split("train")
+    sub = data.batches({"dataset": "mnist1d", "train_eval_examples": 500}, cache).eval_split("train")
+    again = data.batches({"dataset": "mnist1d", "train_eval_examples": 500, "batch_size": 7}, cache).eval_split("train")
+    assert (len(whole), len(sub)) == (4000, 500)
+    x_sub = torch.cat([x for x, _ in sub])
+    assert torch.equal(x_sub, torch.cat([x for x, _ in again]))
+    idx = data.train_eval_subset(4000, 500)
+    assert torch.equal(x_sub, torch.cat([x for x, _ in whole])[idx]) and len(set(idx.tolist())) == 500
+    spec = "study: s\ndata: {dataset: mnist1d%s}\nmodel: {arch: mlp}\ntrain: {steps: 10}\nruns:\n  dense: {regime: dense}\n"
+    assert list(build(loads(spec % "").study).jobs) == list(build(loads(spec % ", train_eval_examples: null").study).jobs)
+    assert list(build(loads(spec % "").study).jobs) != list(build(loads(spec % ", train_eval_examples: 500").study).jobs)
+    from runners import train as T
+
+    (job,) = build(loads(spec % ", train_eval_examples: 300").study).jobs.values()
+    (tmp_path / "run").mkdir()
+    m = T.train(job.config, tmp_path / "run", {}, cache)
+    assert all(abs(a * 300 - round(a * 300)) < 1e-9 for a in m["vars"]["train_acc"])  # accuracy over 300 examples

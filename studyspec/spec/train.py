@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import (AfterValidator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
                       model_validator)
@@ -16,6 +16,10 @@ class DataBase(Strict):
 
     unhashed: ClassVar[tuple[str, ...]] = ()  # fields left out of job ids (where, not what)
     batch_size: PositiveInt = Field(128, description="mini-batch size for training")
+    train_eval_examples: Optional[PositiveInt] = Field(
+        None, description="measure the train loss, accuracy and grad_norm (train jobs) and the path's "
+                          "training loss on a fixed subset of this many training examples, the same for "
+                          "every job (default: the whole training split)")
 
 
 class Mnist1d(DataBase):
