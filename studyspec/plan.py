@@ -92,10 +92,13 @@ def build(study: Study) -> Plan:
         for name in order:
             regime = at.runs[name]
             deps = tuple(dict.fromkeys(ids[split_ref(r)[0]] for r in regime.refs().values()))
-            full = {"kind": "train", "seed": at.seed, **{k: v[0] for k, v in shared.items()},
+            seed = at.seed + regime.seed_offset  # the runner sees one plain seed
+            full = {"kind": "train", "seed": seed, **{k: v[0] for k, v in shared.items()},
                     "regime": _resolve(regime, ids, True)}
-            key = {"kind": "train", "seed": at.seed, **{k: v[1] for k, v in shared.items()},
+            key = {"kind": "train", "seed": seed, **{k: v[1] for k, v in shared.items()},
                    "regime": _resolve(regime, ids, False)}
+            full["regime"].pop("seed_offset", None)
+            key["regime"].pop("seed_offset", None)
             if regime.uses_sparsity:
                 full["regime"]["sparsity"] = key["regime"]["sparsity"] = at.sparsity
             ids[name] = _add(plan, full, key, deps, 1 + max((plan.jobs[d].stage for d in deps), default=-1))

@@ -91,3 +91,18 @@ def test_ids_are_pinned():
         "dense": "b806ca09ce2b9f6c",
         "bad_to_good": "a6538dfc203de8f5",
     }
+
+
+def test_seed_offset_gives_a_run_its_own_seed_and_keeps_other_ids():
+    runs = RUNS.replace("paths:", "  scratch_b: {regime: fixed_mask, mask: prune.final, seed_offset: 1000}\npaths:")
+    p = plan_of(BASE + "sweep: {seed: [0, 1]}\n" + runs
+                + "  same_mask: {kind: linear, from: scratch.final, to: scratch_b.final}\n")
+    cells = {(c.name, c.index["seed"]): p.jobs[c.job] for c in p.cells}
+    for s in (0, 1):
+        a, b = cells[("scratch", s)], cells[("scratch_b", s)]
+        assert (a.config["seed"], b.config["seed"]) == (s, s + 1000)
+        assert a.config["regime"]["mask"] == b.config["regime"]["mask"]  # the same mask
+        assert "seed_offset" not in b.config["regime"] and a.id != b.id
+    # seed_offset: 0 is the default: ids as before (pinned above)
+    explicit = plan_of(BASE + RUNS.replace("{regime: dense}", "{regime: dense, seed_offset: 0}"))
+    assert {c.name: c.job for c in explicit.cells}["dense"] == "b806ca09ce2b9f6c"

@@ -19,6 +19,9 @@ class Regime(Strict):
     ref_fields: ClassVar[tuple[str, ...]] = ()  # fields holding references to other runs
     uses_sparsity: ClassVar[bool] = False  # whether the study's sparsity applies
     has_mask: ClassVar[bool] = False  # whether the run has a `mask` artifact
+    seed_offset: int = Field(
+        0, description="added to the sweep point's seed for this run only (its init, data order and "
+        "any random mask), e.g. a second scratch run with the same mask and another init: seed_offset: 1000")
 
     def refs(self) -> dict[str, str]:
         out = {}
