@@ -1,7 +1,7 @@
 """Data-parallel training over several processes (torch.distributed), set up from the
 environment a SLURM task (or torchrun) gets. With one process nothing here does anything.
 
-World (``world()``, read from the environment, no communication):
+World (``world()``, runners/world.py: read from the environment, no communication, no torch):
 
 - torchrun style: ``WORLD_SIZE`` > 1, ``RANK``, ``LOCAL_RANK``;
 - else SLURM: ``SLURM_STEP_NUM_TASKS`` > 1 (the tasks of the job step), ``SLURM_PROCID``,
@@ -40,33 +40,11 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-
-@dataclass(frozen=True)
-class World:
-    rank: int = 0
-    size: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def world() -> World:
-    """This process's place in the job, from the environment (no communication)."""
-    env = os.environ
-    if int(env.get("WORLD_SIZE", "1") or 1) > 1:
-        return World(int(env.get("RANK", 0)), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
-    # a task of a job step (srun); not SLURM_NTASKS, which the batch script's one process sees too
-    size = int(env.get("SLURM_STEP_NUM_TASKS") or 1)
-    if size > 1:
-        return World(int(env.get("SLURM_PROCID", 0)), size, int(env.get("SLURM_LOCALID", 0)))
-    return World()
+from runners.world import World, world  # noqa: F401  (World: API)
 
 
 def is_main() -> bool:

@@ -34,24 +34,28 @@ def run(run_dir: str | Path) -> bool:
     run_dir = Path(run_dir)
     store, job_id = Store(run_dir.parent), run_dir.name  # a run directory lives in its store
     job = json.loads(store.job_file(job_id).read_text())
-    from runners import distributed  # (imports torch)
+    from runners.world import world as world_of  # (no torch: a job already done never imports it)
 
-    world = distributed.world()
+    world = world_of()
     with open(store.lock(job_id), "w") as lock:
         if world.main:
             fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another process runs this job
+        if world.size == 1:
+            return _run(job, store, world)
+        from runners import distributed
+
         try:
             return _run(job, store, world)
         finally:
-            distributed.close()  # (no-op with one process)
+            distributed.close()
 
 
 def _run(job: dict, store: Store, world) -> bool:
-    from runners import distributed
-
     shard = store.shard(job["id"])
     done = shard.exists() if world.main else None
     if world.size > 1:
+        from runners import distributed
+
         distributed.init()
         done = distributed.broadcast_object(done)
     if done:
