@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 SpecArg = typer.Argument(..., help="study spec (YAML)", show_default=False)
 StoreOpt = typer.Option(None, "--store", help="job store directory (default: the spec's output.store)")
+OverridesArg = typer.Argument(None, metavar="[KEY.PATH=VALUE]...", show_default=False,
+                              help="overrides of spec keys, values read as YAML: train.steps=300 'sweep.seed=[0,1]'")
 DataCheckOpt = typer.Option(True, "--data-check/--no-data-check",
                             help="check that each dataset root holds its files "
                                  "(skip for a spec meant for another machine)")
@@ -45,25 +47,26 @@ def user_errors(fn):
     return wrapper
 
 
-def _load(spec: Path, data_check: bool = True):
-    from .load import load
+def _load(spec: Path, data_check: bool = True, overrides: Optional[list[str]] = None):
+    from .overrides import load
 
-    return load(spec, data_check=data_check)
+    return load(spec, overrides, data_check=data_check)
 
 
-def _plan_and_store(spec: Path, store: Optional[Path], data_check: bool = True):
+def _plan_and_store(spec: Path, store: Optional[Path], data_check: bool = True,
+                    overrides: Optional[list[str]] = None):
     from .plan import build
     from .store import Store
 
-    loaded = _load(spec, data_check)
+    loaded = _load(spec, data_check, overrides)
     return loaded, build(loaded.study), Store(store or loaded.study.output.store)
 
 
 @app.command()
 @user_errors
-def validate(spec: Path = SpecArg, data_check: bool = DataCheckOpt):
+def validate(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, data_check: bool = DataCheckOpt):
     """Check a spec (schema, references, sweep, dataset roots) and exit 2 with located errors if it is wrong."""
-    loaded = _load(spec, data_check)
+    loaded = _load(spec, data_check, overrides)
     s = loaded.study
     print(f"{spec}: ok (study {s.study}: {len(s.runs)} runs, {len(s.paths)} paths)")
 
@@ -116,9 +119,10 @@ def _describe(plan) -> str:
 
 @app.command()
 @user_errors
-def plan(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, data_check: bool = DataCheckOpt):
+def plan(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
+         data_check: bool = DataCheckOpt):
     """Print the DAG of jobs: stages, counts, what is done and what would run. Writes nothing."""
-    loaded, p, st = _plan_and_store(spec, store, data_check)
+    loaded, p, st = _plan_and_store(spec, store, data_check, overrides)
     console = _console()
     table, counts = _table(p, st, states=False)
     console.print(table)
@@ -130,9 +134,9 @@ def plan(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, data_check: boo
 
 @app.command()
 @user_errors
-def status(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
+def status(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt):
     """Show per stage how many jobs are done, running, failed or still to run."""
-    loaded, p, st = _plan_and_store(spec, store)
+    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
     console = _console()
     slurm = None
     if st.slurm_record(p.study.study).exists():  # launched on SLURM: the record plus squeue/sacct
@@ -151,10 +155,10 @@ def status(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
     console.print(f"{_describe(p)}; " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
 
-def _launch(spec: Path, store: Optional[Path], workers: Optional[int]):
+def _launch(spec: Path, store: Optional[Path], workers: Optional[int], overrides: Optional[list[str]] = None):
     from .executors.local import run_local
 
-    loaded, p, st = _plan_and_store(spec, store)
+    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
     console = _console()
     console.print(f"study {p.study.study}: {_describe(p)}")
     outcome = run_local(p, st, workers or loaded.study.launch.workers, console)
@@ -179,10 +183,11 @@ SlurmSetOpt = typer.Option(None, "--slurm", "-S", metavar="KEY=VALUE",
                                 "extra.OPTION=VALUE passes any sbatch option. Repeatable")
 
 
-def _launch_slurm(spec: Path, store: Optional[Path], options: dict, sets: Optional[list[str]]):
+def _launch_slurm(spec: Path, store: Optional[Path], options: dict, sets: Optional[list[str]],
+                  overrides: Optional[list[str]] = None):
     from .executors import slurm
 
-    loaded, p, st = _plan_and_store(spec, store)
+    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
     console = _console()
     cli, cli_kind = slurm.overrides(options, sets)
     got = slurm.launch(loaded, p, st, cli, cli_kind)
@@ -200,7 +205,8 @@ def _launch_slurm(spec: Path, store: Optional[Path], options: dict, sets: Option
 
 @app.command()
 @user_errors
-def launch(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Optional[int] = WorkersOpt,
+def launch(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
+           workers: Optional[int] = WorkersOpt,
            executor: Optional[Executor] = ExecutorOpt,
            partition: Optional[str] = typer.Option(None, "--partition", "-p", help="SLURM partition"),
            account: Optional[str] = typer.Option(None, "--account", "-A", help="SLURM account"),
@@ -216,24 +222,24 @@ def launch(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Opti
                                                            help="at most this many tasks of an array at once"),
            sets: Optional[list[str]] = SlurmSetOpt):
     """Run every job that is not done yet, in dependency order (local), or queue them all and return (slurm)."""
-    if (executor.value if executor else _load(spec).study.launch.executor) == "slurm":
+    if (executor.value if executor else _load(spec, overrides=overrides).study.launch.executor) == "slurm":
         options = dict(partition=partition, account=account, qos=qos, time=time, nodes=nodes,
                        tasks_per_node=tasks_per_node, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
                        mem=mem, constraint=constraint, array_parallelism=array_parallelism)
-        _launch_slurm(spec, store, options, sets)
+        _launch_slurm(spec, store, options, sets, overrides)
         return
-    *_, outcome = _launch(spec, store, workers)
+    *_, outcome = _launch(spec, store, workers, overrides)
     if not outcome.ok:
         raise typer.Exit(1)
 
 
 @app.command()
 @user_errors
-def cancel(spec: Path = SpecArg, store: Optional[Path] = StoreOpt):
+def cancel(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt):
     """Cancel the study's queued and running SLURM jobs (finished jobs are kept; launch again to resume)."""
     from .executors.slurm import cancel as scancel
 
-    loaded, p, st = _plan_and_store(spec, store)
+    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
     gone = scancel(p, st)
     _console().print(f"cancelled {len(gone)} queued or running job(s) of study {p.study.study}")
 
@@ -247,7 +253,10 @@ def _collect(loaded, p, st, out: Optional[Path], fmt: str = "netcdf"):
             import pyarrow  # noqa: F401
         except ImportError:
             raise UserError.single("--format parquet needs pyarrow", file="studyspec collect", hint="pip install pyarrow, or use --format csv")
-    got = collect_to(p, st, path, loaded.source.text, command="studyspec " + " ".join(sys.argv[1:]))
+    from .overrides import describe
+
+    got = collect_to(p, st, path, loaded.source.text, command="studyspec " + " ".join(sys.argv[1:]),
+                     extra_attrs={"overrides": describe(getattr(loaded.source, "overrides", None))})
     ds = got.ds
     _console().print(f"wrote {path} ({ds.attrs['jobs_collected']}/{ds.attrs['jobs_total']} jobs; read "
                      f"{len(got.read)} new shard(s), reused {len(got.reused)}; "
@@ -269,21 +278,23 @@ OutOpt = typer.Option(None, "--out", "-o", help="netCDF file (default: <output.r
 
 @app.command()
 @user_errors
-def collect(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, out: Optional[Path] = OutOpt,
+def collect(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
+            out: Optional[Path] = OutOpt,
             fmt: TableFormat = typer.Option("netcdf", "--format", help="also export a flat table next to the .nc")):
     """Merge the finished jobs' shards into one netCDF dataset (reads only new shards)."""
-    _collect(*_plan_and_store(spec, store), out, fmt.value)
+    _collect(*_plan_and_store(spec, store, overrides=overrides), out, fmt.value)
 
 
 @app.command()
 @user_errors
-def run(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Optional[int] = WorkersOpt,
+def run(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
+        workers: Optional[int] = WorkersOpt,
         out: Optional[Path] = OutOpt, executor: Optional[Executor] = ExecutorOpt, sets: Optional[list[str]] = SlurmSetOpt):
     """launch, wait, then collect."""
-    if (executor.value if executor else _load(spec).study.launch.executor) == "slurm":
+    if (executor.value if executor else _load(spec, overrides=overrides).study.launch.executor) == "slurm":
         from .executors.slurm import wait
 
-        loaded, p, st = _launch_slurm(spec, store, {}, sets)
+        loaded, p, st = _launch_slurm(spec, store, {}, sets, overrides)
         states = wait(p, st)
         _collect(loaded, p, st, out)
         bad = sorted({s for s, _ in states.values()} - {"done"})
@@ -291,7 +302,7 @@ def run(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, workers: Optiona
             _console().print(f"not all jobs are done ({', '.join(bad)}): see studyspec status {spec}")
             raise typer.Exit(1)
         return
-    loaded, p, st, outcome = _launch(spec, store, workers)
+    loaded, p, st, outcome = _launch(spec, store, workers, overrides)
     _collect(loaded, p, st, out)
     if not outcome.ok:
         raise typer.Exit(1)
@@ -302,7 +313,8 @@ ReportOut = typer.Option(None, "--out", "-o", help="report folder (default: <out
 
 @app.command()
 @user_errors
-def report(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, out: Optional[Path] = ReportOut,
+def report(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
+           out: Optional[Path] = ReportOut,
            nc: Optional[Path] = typer.Option(None, "--nc", help="collected netCDF file (default: "
                                              "<output.results>/<study>.nc); collected first, incrementally")):
     """Collect (new shards only), then write the paper's figures and the verdict table."""
@@ -310,7 +322,7 @@ def report(spec: Path = SpecArg, store: Optional[Path] = StoreOpt, out: Optional
 
     from analysis import write_report
 
-    loaded, p, st = _plan_and_store(spec, store)
+    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
     path = _collect(loaded, p, st, nc)
     folder = out or Path(loaded.study.output.results) / loaded.study.study / "report"
     with xr.open_dataset(path) as ds:

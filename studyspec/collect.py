@@ -140,7 +140,8 @@ def collect(plan: Plan, store: Store, spec_text: str = "", previous: Path | None
 
 
 def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None = None,
-           command: str = "") -> Collected:
+           command: str = "", extra_attrs: dict | None = None) -> Collected:
+    """`extra_attrs`: more global attributes (the command-line overrides)."""
     import xarray as xr
 
     prev = _Previous(Path(previous)) if previous else None
@@ -252,6 +253,7 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
         "studyspec_version": __version__,
         **_library_versions(),
         **{f"{k}_version": ", ".join(sorted(v)) for k, v in versions.items()},
+        **(extra_attrs or {}),
     })
     return Collected(ds, read, reused, {"collect_id": ds.attrs["collect_id"], "jobs": index})
 
@@ -296,11 +298,12 @@ def write(ds, path: Path) -> Path:
     return path
 
 
-def collect_to(plan: Plan, store: Store, path: Path, spec_text: str = "", command: str = "") -> Collected:
+def collect_to(plan: Plan, store: Store, path: Path, spec_text: str = "", command: str = "",
+               extra_attrs: dict | None = None) -> Collected:
     """Collect incrementally into `path` (reusing what an earlier collect there merged)
     and write the .nc, then its index."""
     path = Path(path)
-    got = gather(plan, store, spec_text, previous=path, command=command)
+    got = gather(plan, store, spec_text, previous=path, command=command, extra_attrs=extra_attrs)
     write(got.ds, path)
     write_atomic(path.with_name(path.name + INDEX_SUFFIX), json.dumps(got.index))
     return got
