@@ -110,7 +110,7 @@ def main() -> None:
         run_dir = store2.prepare(job)
         cmd = ["sbatch", "--parsable", "--hold", "--job-name=bench_perjob", "--time=10",
                f"--output={logs}/%j.out", "--requeue", "--open-mode=append",
-               "--wrap", f"{sys.executable} -m studyspec.worker {run_dir}"]
+               "--wrap", f"{sys.executable} -m runners.worker {run_dir}"]
         if job.deps:
             cmd[2:2] = ["--dependency=afterok:" + ":".join(ids[d] for d in job.deps), "--kill-on-invalid-dep=yes"]
         ids[job.id] = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().split(";")[0]

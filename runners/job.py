@@ -1,4 +1,4 @@
-"""Entry point called by the studyspec worker (see docs/internals.md).
+"""Entry point called by the worker (runners/worker.py) (see docs/internals.md).
 
 ``run(job, run_dir, inputs, cache_dir) -> dict``: dispatch on ``job["kind"]``
 (``train`` -> runners.train.train, ``path`` -> runners.paths.run_path), write the

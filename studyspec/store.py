@@ -7,6 +7,10 @@ import os
 import tempfile
 from pathlib import Path
 
+# The module that runs one job (`python -m WORKER RUN_DIR`): it lives with the torch code in
+# runners/, and the engine starts it by name only, never importing it.
+WORKER = "runners.worker"
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Write a file so that readers see the old content or the new one, never half."""

@@ -51,7 +51,7 @@ def worker_env(**extra) -> dict:
 def run_ranks(run_dir: Path, n: int = 2) -> list[subprocess.CompletedProcess]:
     """The worker as n tasks of one SLURM job step (what srun starts), on this machine."""
     port = str(free_port())
-    procs = [subprocess.Popen([sys.executable, "-m", "studyspec.worker", str(run_dir)], cwd=ROOT,
+    procs = [subprocess.Popen([sys.executable, "-m", "runners.worker", str(run_dir)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=worker_env(SLURM_NTASKS=str(n), SLURM_STEP_NUM_TASKS=str(n), SLURM_PROCID=str(r),
                                              SLURM_LOCALID=str(r), SLURMD_NODENAME=f"n{r + 1}",
@@ -79,7 +79,7 @@ def test_two_processes_train_like_one(regime, tmp_path):
     spec = SPEC + RUNS[regime]
     one, two = prepare(spec, tmp_path / "one"), prepare(spec, tmp_path / "two")
     assert one.name == two.name  # one job: launch settings are not part of its id
-    single = subprocess.run([sys.executable, "-m", "studyspec.worker", str(one)], cwd=ROOT, env=worker_env(),
+    single = subprocess.run([sys.executable, "-m", "runners.worker", str(one)], cwd=ROOT, env=worker_env(),
                             capture_output=True, text=True)
     assert single.returncode == 0, single.stdout + single.stderr
 

@@ -43,7 +43,7 @@ def study(tmp_path):
 
 
 def test_cli_does_not_import_torch():
-    code = "import sys, studyspec.cli, studyspec.load, studyspec.plan; print(sorted(m for m in ('torch', 'xarray') if m in sys.modules))"
+    code = "import sys, studyspec.cli, studyspec.load, studyspec.plan; print(sorted(m for m in ('torch', 'xarray', 'runners') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -53,7 +53,7 @@ def test_worker_skips_a_done_job_without_importing_torch(tmp_path):
     run_dir.mkdir()
     (run_dir / "job.json").write_text('{"id": "abc", "kind": "train", "deps": []}')
     (run_dir / "shard.json").write_text("{}")
-    code = f"import sys; from studyspec import worker; print(worker.run({str(run_dir)!r}), 'torch' in sys.modules)"
+    code = f"import sys; from runners import worker; print(worker.run({str(run_dir)!r}), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["job abc is already done", "False False"]
 
@@ -174,7 +174,7 @@ def _workers_of(store) -> list[int]:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"studyspec.worker" in cmd and any(str(store).encode() in c for c in cmd):
+        if b"runners.worker" in cmd and any(str(store).encode() in c for c in cmd):
             pids.append(int(proc.name))
     return pids
 

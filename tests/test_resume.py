@@ -51,7 +51,7 @@ def the_job(case):
 
 def worker(run_dir: Path) -> subprocess.Popen:
     env = dict(os.environ, STUDYSPEC_THREADS="1", OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "studyspec.worker", str(run_dir)], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "runners.worker", str(run_dir)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..plan import Plan
-from ..store import Store
+from ..store import WORKER, Store
 
 
 @dataclass
@@ -84,7 +84,7 @@ class LocalRun:
             elif len(self.running) < self.workers and all(d in self.done for d in job.deps):
                 run_dir = self.store.prepare(job)
                 log = open(self.store.log(job.id), "a")
-                proc = subprocess.Popen([sys.executable, "-m", "studyspec.worker", str(run_dir)],
+                proc = subprocess.Popen([sys.executable, "-m", WORKER, str(run_dir)],
                                         stdout=log, stderr=subprocess.STDOUT, env=self.env)
                 self.running[job.id] = (proc, time.time(), log)
                 self.pending.remove(job)

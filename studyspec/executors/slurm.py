@@ -14,7 +14,7 @@ the same upstream arrays at the same index:
 where `rank` tells apart jobs of one component with the same key (scratch and
 lottery at one sweep point). A quick-start-like study becomes one array per run
 or path name. Upstream jobs queued by an earlier launch are waited for with plain
-`afterok:<array>_<index>`. Each task runs `python -m studyspec.worker RUN_DIR`
+`afterok:<array>_<index>`. Each task runs the worker (`runners.worker`, by name)
 (the same worker as the local executor), appending to RUN_DIR/log.txt.
 
 Why not submitit's job arrays: they always number tasks 0..n-1 and carry one
@@ -40,6 +40,7 @@ to its SLURM task id `<array job id>_<index>`; status, cancel and relaunch read 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -53,7 +54,7 @@ from pathlib import Path
 
 from ..errors import Problem, UserError
 from ..plan import Plan
-from ..store import Store
+from ..store import WORKER, Store
 
 DEFAULTS = {"time": "60", "nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 1}
 FIELDS = ("partition", "account", "qos", "time", "nodes", "tasks_per_node", "gpus_per_node",
@@ -80,7 +81,7 @@ echo "slurm task $TASK (job $SLURM_JOB_ID) on $(hostname), restart ${{SLURM_REST
 # USR1 comes before the time limit (--signal): put this task back in the queue; the
 # worker is stopped by SLURM and the next run resumes from the latest checkpoint.
 trap 'echo "time limit near: requeueing $TASK" >> "$RUN_DIR/log.txt"; scontrol requeue "$TASK"' USR1
-# writes RUN_DIR/job.json from TASKS_FILE, then runs the shared worker (studyspec.worker.run);
+# writes RUN_DIR/job.json from TASKS_FILE, then runs the shared worker (runners.worker.run);
 # a job of several tasks (DDP) runs one worker per task with srun, its lines labelled by rank
 RUN=()
 [ "${{SLURM_NTASKS:-1}}" -gt 1 ] && RUN=(srun --kill-on-bad-exit=1 --label --cpus-per-task="${{SLURM_CPUS_PER_TASK:-1}}")
@@ -520,7 +521,7 @@ def overrides(options: dict, sets: list[str] | None = None) -> tuple[dict, dict[
 
 def run_task(tasks_file: str, index: int) -> None:
     """Inside a SLURM array task: write the job's job.json, then run the shared worker."""
-    from ..worker import run
+    run = importlib.import_module(WORKER).run  # by name: the engine never imports runners
 
     with open(tasks_file) as f:
         for line in f:

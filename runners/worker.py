@@ -1,4 +1,6 @@
-"""Runs one job in its own process: `python -m studyspec.worker RUN_DIR`.
+"""Runs one job in its own process: `python -m runners.worker RUN_DIR`.
+
+The engine never imports this module: it starts it by name (``studyspec.store.WORKER``).
 
 Takes the job's lock (so two launches never run one job twice), skips the job
 if its shard exists, calls the runner, and writes the shard atomically last. In a job
@@ -15,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .store import Store, write_atomic
+from studyspec.store import Store, write_atomic
 
 
 def threads() -> int:
@@ -91,5 +93,5 @@ def _run(job: dict, store: Store, world) -> bool:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m studyspec.worker RUN_DIR")
+        sys.exit("usage: python -m runners.worker RUN_DIR")
     run(sys.argv[1])
