@@ -20,6 +20,7 @@ SpecArg = typer.Argument(..., help="study spec (YAML)", show_default=False)
 StoreOpt = typer.Option(None, "--store", help="job store directory (default: the spec's output.store)")
 OverridesArg = typer.Argument(None, metavar="[KEY.PATH=VALUE]...", show_default=False,
                               help="overrides of spec keys, values read as YAML: train.steps=300 'sweep.seed=[0,1]'")
+JsonOpt = typer.Option(False, "--json", help="print one JSON object instead (shape: docs/json.md)")
 DataCheckOpt = typer.Option(True, "--data-check/--no-data-check",
                             help="check that each dataset root holds its files "
                                  "(skip for a spec meant for another machine)")
@@ -64,8 +65,19 @@ def _plan_and_store(spec: Path, store: Optional[Path], data_check: bool = True,
 
 @app.command()
 @user_errors
-def validate(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, data_check: bool = DataCheckOpt):
+def validate(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, data_check: bool = DataCheckOpt,
+             as_json: bool = JsonOpt):
     """Check a spec (schema, references, sweep, dataset roots) and exit 2 with located errors if it is wrong."""
+    if as_json:
+        from . import jsonout
+
+        try:
+            loaded = _load(spec, data_check, overrides)
+        except UserError as e:
+            print(jsonout.dump(jsonout.invalid(str(spec), e, overrides)))
+            raise typer.Exit(2)
+        print(jsonout.dump(jsonout.validated(str(spec), loaded, overrides)))
+        return
     loaded = _load(spec, data_check, overrides)
     s = loaded.study
     print(f"{spec}: ok (study {s.study}: {len(s.runs)} runs, {len(s.paths)} paths)")
@@ -120,9 +132,15 @@ def _describe(plan) -> str:
 @app.command()
 @user_errors
 def plan(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
-         data_check: bool = DataCheckOpt):
+         data_check: bool = DataCheckOpt, as_json: bool = JsonOpt):
     """Print the DAG of jobs: stages, counts, what is done and what would run. Writes nothing."""
     loaded, p, st = _plan_and_store(spec, store, data_check, overrides)
+    if as_json:
+        from . import jsonout
+
+        states = {j: "done" if st.is_done(j) else "to run" for j in p.jobs}
+        print(jsonout.dump(jsonout.jobs("plan", str(spec), p, st, states, {}, overrides)))
+        return
     console = _console()
     table, counts = _table(p, st, states=False)
     console.print(table)
@@ -134,15 +152,25 @@ def plan(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, st
 
 @app.command()
 @user_errors
-def status(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt):
+def status(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
+           as_json: bool = JsonOpt):
     """Show per stage how many jobs are done, running, failed or still to run."""
     loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
     console = _console()
     slurm = None
+    tasks: dict = {}
     if st.slurm_record(p.study.study).exists():  # launched on SLURM: the record plus squeue/sacct
         from .executors.slurm import job_states
 
-        slurm = {j: s for j, (s, _) in job_states(p, st).items()}
+        got = job_states(p, st)
+        slurm = {j: s for j, (s, _) in got.items()}
+        tasks = {j: t for j, (_, t) in got.items()}
+    if as_json:
+        from . import jsonout
+
+        states = {j: (slurm or {}).get(j) or _state(st, j) for j in p.jobs}
+        print(jsonout.dump(jsonout.jobs("status", str(spec), p, st, states, tasks, overrides)))
+        return
     table, counts = _table(p, st, states=True, slurm=slurm)
     console.print(table)
     for jid in p.jobs:
