@@ -151,11 +151,14 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
     coords: dict = {}
     flags: set[str] = set()
     for d in plan.dims:
-        attrs = {"long_name": f"swept spec field {', '.join(d.axes)}"}
+        drawn = d.axes[0].startswith("_")  # a random search: the coordinate is the sample index
+        attrs = {"long_name": "random search sample (sweep.random)" if drawn
+                 else f"swept spec field {', '.join(d.axes)}"}
         coords[d.name] = (d.name, _coord_values([v[:1] for v in d.values]), attrs)
         for k, axis in enumerate(d.axes[1:], start=1):  # zipped axes ride along
-            coords[axis.rsplit(".", 1)[-1]] = (d.name, _coord_values([v[k:k + 1] for v in d.values]),
-                                               {"long_name": f"swept spec field {axis} (zipped with {d.axes[0]})"})
+            coords[axis.rsplit(".", 1)[-1]] = (d.name, _coord_values([v[k:k + 1] for v in d.values]), {
+                "long_name": f"swept spec field {axis} (" + ("drawn at random, sweep.random" if drawn
+                                                             else f"zipped with {d.axes[0]}") + ")"})
     versions: dict[str, set] = {}
     read: list[str] = []
     reused: list[str] = []

@@ -19,8 +19,9 @@ def _value(v):
 def dims(plan_or_dims) -> list[dict]:
     out = []
     for d in plan_or_dims:
-        out.append({"name": d.name, "axes": list(d.axes),
-                    "values": {a: [_value(v[k]) for v in d.values] for k, a in enumerate(d.axes)},
+        shown = [(k, a) for k, a in enumerate(d.axes) if not a.startswith("_")]  # not a random search's index
+        out.append({"name": d.name, "axes": [a for _, a in shown],
+                    "values": {a: [_value(v[k]) for v in d.values] for k, a in shown},
                     "size": len(d.values)})
     return out
 

@@ -10,6 +10,9 @@ from pydantic import ValidationError
 
 from .errors import Problem
 from .spec import Study
+from .spec.search import samples
+
+SAMPLE = "_sample"  # the hidden first axis of a random search: its coordinate is the sample index
 
 ROOTS = ("seed", "sparsity", "data", "model", "train")
 RESERVED = ("run", "path", "step", "t")
@@ -31,7 +34,9 @@ def dim_name(axis: str) -> str:
 def dims(study: Study) -> list[Dim]:
     out = []
     for axis, values in study.sweep.items():
-        if axis == "zip":
+        if axis == "random":
+            out.append(Dim("sample", (SAMPLE, *values.axes), tuple((i, *p) for i, p in enumerate(samples(values)))))
+        elif axis == "zip":
             for group in values:
                 axes = tuple(group)
                 out.append(Dim(dim_name(axes[0]), axes, tuple(zip(*group.values()))))
@@ -71,8 +76,13 @@ def check_sweep(spec) -> list[Problem]:
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     entries = []  # (axis, where-tuple of its list)
+    drawn = {}  # random axis -> its drawn values
     for axis, values in study.sweep.items():
-        if axis == "zip":
+        if axis == "random":
+            seen["sample"] = "sweep.random"
+            entries += [(a, ("sweep", "random", "axes", a)) for a in values.axes]
+            drawn = dict(zip(values.axes, zip(*samples(values))))
+        elif axis == "zip":
             for g, group in enumerate(values):
                 entries += [(a, ("sweep", "zip", g, a)) for a in group]
         else:
@@ -88,7 +98,10 @@ def check_sweep(spec) -> list[Problem]:
                                          + (f" (also {seen[name]!r})" if name in seen else " (reserved)")))
             continue
         seen[name] = axis
-        values = study.sweep[axis] if where[1] != "zip" else study.sweep["zip"][where[2]][axis]
+        values = (drawn[axis] if where[1] == "random" else study.sweep[axis] if where[1] != "zip"
+                  else study.sweep["zip"][where[2]][axis])
+        if where[1] == "random":  # each distinct drawn value once
+            values = list({repr(v): v for v in values}.values())
         for i, value in enumerate(values):
             try:
                 apply(study, {axis: value})
@@ -100,6 +113,7 @@ def check_sweep(spec) -> list[Problem]:
                 msg = err["msg"].removeprefix("Value error, ")
                 if err["type"] == "extra_forbidden":
                     msg = f"{axis!r} is not a field of the spec"
-                problems.append(spec.problem(where + (i,), f"sweep value {value!r}: {msg}"))
+                problems.append(spec.problem(where + (i,) if where[1] != "random" else where,
+                                             f"{'drawn ' if where[1] == 'random' else ''}sweep value {value!r}: {msg}"))
                 break
     return problems

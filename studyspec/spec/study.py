@@ -5,15 +5,21 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import AfterValidator, Discriminator, Field, NonNegativeInt, PositiveInt, Tag, field_validator
 
 from .base import Name, Strict
 from .paths import AnyPath
 from .regimes import AnyRegime
+from .search import RandomSearch
 from .train import Data, Model, Train
 
 Scalar = Union[bool, int, float, str]
 SweepValue = Union[Scalar, list[Scalar]]
+# an axis's values, a list of zip groups, or (under `random`) a random search
+SweepEntry = Annotated[
+    Union[Annotated[list[SweepValue] | list[dict[str, list[SweepValue]]], Tag("values")],
+          Annotated[RandomSearch, Tag("random")]],
+    Discriminator(lambda v: "random" if isinstance(v, (dict, RandomSearch)) else "values")]
 
 
 TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -85,17 +91,32 @@ class Study(Strict):
     train: Train
     seed: int = Field(0, ge=0, description="seed, unless swept")
     sparsity: float = Field(0.9, ge=0.0, lt=1.0, description="target sparsity, unless swept")
-    sweep: dict[str, list[SweepValue] | list[dict[str, list[SweepValue]]]] = Field(
-        {}, description="axis -> values (cartesian product); `zip: [{a: [..], b: [..]}]` varies axes together")
+    sweep: dict[str, SweepEntry] = Field(
+        {}, description="axis -> values (cartesian product); `zip: [{a: [..], b: [..]}]` varies axes together; "
+        "`random: {n: 20, seed: 0, axes: {axis: {loguniform: [lo, hi]}}}` adds a dimension `sample` of random points")
     runs: dict[Name, AnyRegime] = Field(min_length=1)
     paths: dict[Name, AnyPath] = {}
     launch: Launch = Launch()
     output: Output = Output()
 
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _random_only(cls, sweep: Any) -> Any:
+        for axis, values in (sweep.items() if isinstance(sweep, dict) else ()):
+            if axis != "random" and isinstance(values, dict):
+                raise ValueError(f"sweep axis {axis!r} needs a non-empty list of values "
+                                 "(only `random` takes a mapping: {n: N, axes: {axis: distribution}})")
+        return sweep
+
     @field_validator("sweep")
     @classmethod
     def _sweep_shape(cls, sweep: dict[str, Any]) -> dict[str, Any]:
         for axis, values in sweep.items():
+            if (axis == "random") != isinstance(values, RandomSearch):
+                raise ValueError("`random` takes {n: N, axes: {axis: distribution}}" if axis == "random"
+                                 else f"sweep axis {axis!r} needs a non-empty list of values")
+            if axis == "random":
+                continue
             if axis == "zip":
                 for group in values:
                     if not isinstance(group, dict):
