@@ -1,12 +1,13 @@
-"""Reading collected studies: the paper's verdicts (E0-E5 and controls), figures, reports.
+"""Reading collected studies: the claims of a study's spec decided with their statistics,
+figures, reports.
 
 Nothing here trains; everything reads an xarray Dataset as written by `studyspec collect`.
 """
 
+from .claims import Decided, decide, final, table
 from .roles import PathRole, path_roles, run_roles
-from .verdicts import Verdict, final, table, verdicts
 
-__all__ = ["PathRole", "Verdict", "final", "path_roles", "run_roles", "table", "verdicts", "write_report"]
+__all__ = ["Decided", "PathRole", "decide", "final", "path_roles", "run_roles", "table", "write_report"]
 
 
 def write_report(*args, **kwargs):

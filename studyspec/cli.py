@@ -55,12 +55,19 @@ def _load(spec: Path, data_check: bool = True, overrides: Optional[list[str]] = 
 
 
 def _plan_and_store(spec: Path, store: Optional[Path], data_check: bool = True,
-                    overrides: Optional[list[str]] = None):
+                    overrides: Optional[list[str]] = None, loaded=None):
+    """The spec (adaptive seeds: at the waves begun in the store, or as given in `loaded`), its plan, the store."""
+    from .adaptive import current
     from .plan import build
     from .store import Store
 
-    loaded = _load(spec, data_check, overrides)
-    return loaded, build(loaded.study), Store(store or loaded.study.output.store)
+    if loaded is None:
+        loaded = _load(spec, data_check, overrides)
+        st = Store(store or loaded.study.output.store)
+        loaded = current(loaded, st)
+    else:
+        st = Store(store or loaded.study.output.store)
+    return loaded, build(loaded.study), st
 
 
 @app.command()
@@ -183,10 +190,11 @@ def status(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, 
     console.print(f"{_describe(p)}; " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
 
-def _launch(spec: Path, store: Optional[Path], workers: Optional[int], overrides: Optional[list[str]] = None):
+def _launch(spec: Path, store: Optional[Path], workers: Optional[int], overrides: Optional[list[str]] = None,
+            loaded=None):
     from .executors.local import run_local
 
-    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
+    loaded, p, st = _plan_and_store(spec, store, overrides=overrides, loaded=loaded)
     console = _console()
     console.print(f"study {p.study.study}: {_describe(p)}")
     outcome = run_local(p, st, workers or loaded.study.launch.workers, console)
@@ -212,10 +220,16 @@ SlurmSetOpt = typer.Option(None, "--slurm", "-S", metavar="KEY=VALUE",
 
 
 def _launch_slurm(spec: Path, store: Optional[Path], options: dict, sets: Optional[list[str]],
-                  overrides: Optional[list[str]] = None):
+                  overrides: Optional[list[str]] = None, loaded=None, waves: bool = False):
+    """Submit the plan. `waves` (launch of an adaptive study): when the current wave is complete,
+    collect, decide the claims and submit the next wave if one is undecided."""
     from .executors import slurm
 
-    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
+    loaded, p, st = _plan_and_store(spec, store, overrides=overrides, loaded=loaded)
+    if waves and loaded.study.seeds is not None and all(st.is_done(j) for j in p.jobs):
+        nxt = _next_wave(loaded, _collect(loaded, p, st, None))
+        if nxt is not None:
+            loaded, p, st = _plan_and_store(spec, store, loaded=nxt)
     console = _console()
     cli, cli_kind = slurm.overrides(options, sets)
     got = slurm.launch(loaded, p, st, cli, cli_kind)
@@ -254,7 +268,7 @@ def launch(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, 
         options = dict(partition=partition, account=account, qos=qos, time=time, nodes=nodes,
                        tasks_per_node=tasks_per_node, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
                        mem=mem, constraint=constraint, array_parallelism=array_parallelism)
-        _launch_slurm(spec, store, options, sets, overrides)
+        _launch_slurm(spec, store, options, sets, overrides, waves=True)
         return
     *_, outcome = _launch(spec, store, workers, overrides)
     if not outcome.ok:
@@ -318,22 +332,46 @@ def collect(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg,
 def run(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
         workers: Optional[int] = WorkersOpt,
         out: Optional[Path] = OutOpt, executor: Optional[Executor] = ExecutorOpt, sets: Optional[list[str]] = SlurmSetOpt):
-    """launch, wait, then collect."""
-    if (executor.value if executor else _load(spec, overrides=overrides).study.launch.executor) == "slurm":
-        from .executors.slurm import wait
+    """launch, wait, then collect; with adaptive seeds (`seeds:`), again with a new wave of seeds
+    while a claim is undecided (up to seeds.max)."""
+    loaded = None
+    while True:
+        if (executor.value if executor else _load(spec, overrides=overrides).study.launch.executor) == "slurm":
+            from .executors.slurm import wait
 
-        loaded, p, st = _launch_slurm(spec, store, {}, sets, overrides)
-        states = wait(p, st)
-        _collect(loaded, p, st, out)
-        bad = sorted({s for s, _ in states.values()} - {"done"})
-        if bad:
-            _console().print(f"not all jobs are done ({', '.join(bad)}): see studyspec status {spec}")
-            raise typer.Exit(1)
-        return
-    loaded, p, st, outcome = _launch(spec, store, workers, overrides)
-    _collect(loaded, p, st, out)
-    if not outcome.ok:
-        raise typer.Exit(1)
+            loaded, p, st = _launch_slurm(spec, store, {}, sets, overrides, loaded=loaded)
+            states = wait(p, st)
+            path = _collect(loaded, p, st, out)
+            bad = sorted({s for s, _ in states.values()} - {"done"})
+            if bad:
+                _console().print(f"not all jobs are done ({', '.join(bad)}): see studyspec status {spec}")
+                raise typer.Exit(1)
+        else:
+            loaded, p, st, outcome = _launch(spec, store, workers, overrides, loaded=loaded)
+            path = _collect(loaded, p, st, out)
+            if not outcome.ok:
+                raise typer.Exit(1)
+        loaded = _next_wave(loaded, path)
+        if loaded is None:
+            return
+
+
+def _next_wave(loaded, path: Path):
+    """After a complete wave collected into `path`: the spec with the next wave of seeds, or None
+    (no adaptive seeds, every claim decided, or seeds.max reached)."""
+    from .adaptive import at_count, next_count
+
+    if loaded.study.seeds is None:
+        return None
+    n = len(loaded.study.sweep["seed"])
+    nxt, open_ = next_count(loaded, path)
+    console = _console()
+    if nxt is None:
+        console.print(f"seeds: {n}; " + (f"still undecided at seeds.max: {', '.join(open_)}" if open_
+                                         else "every claim is decided"))
+        return None
+    console.print(f"seeds: {n}; undecided: {', '.join(open_)}; adding seeds {n} .. {nxt - 1}")
+    return at_count(loaded, nxt)
 
 
 ReportOut = typer.Option(None, "--out", "-o", help="report folder (default: <output.results>/<study>/report)")
@@ -345,7 +383,7 @@ def report(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, 
            out: Optional[Path] = ReportOut,
            nc: Optional[Path] = typer.Option(None, "--nc", help="collected netCDF file (default: "
                                              "<output.results>/<study>.nc); collected first, incrementally")):
-    """Collect (new shards only), then write the paper's figures and the verdict table."""
+    """Collect (new shards only), then write the figures and the table of the spec's claims, decided."""
     import xarray as xr
 
     from analysis import write_report
@@ -354,7 +392,8 @@ def report(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, 
     path = _collect(loaded, p, st, nc)
     folder = out or Path(loaded.study.output.results) / loaded.study.study / "report"
     with xr.open_dataset(path) as ds:
-        md = write_report(ds, folder, source=str(path), command="studyspec " + " ".join(sys.argv[1:]))
+        md = write_report(ds, folder, source=str(path), command="studyspec " + " ".join(sys.argv[1:]),
+                          claims=dict(loaded.study.claims))
     _console().print(f"wrote {md} and its figures in {folder}")
 
 

@@ -39,11 +39,16 @@ def check(source: Located, data_check: bool = True) -> LoadedSpec:
         study = Study.model_validate(source.data)
     except ValidationError as e:
         raise UserError([_problem(source, err) for err in e.errors()]) from None
+    from .spec.claims import check_claims, with_seeds
+
+    problems = check_claims(LoadedSpec(study, source))
+    if study.seeds is not None and not problems:  # adaptive: the first wave's seeds (studyspec/adaptive.py adds waves)
+        study = with_seeds(study, study.seeds.start)
     spec = LoadedSpec(study, source)
     from .refs import check_references
     from .sweep import check_sweep
 
-    problems = check_references(spec) + check_sweep(spec)
+    problems += check_references(spec) + check_sweep(spec)
     if not problems and data_check:
         from .datasets import check_data
 

@@ -97,8 +97,14 @@ def build(study: Study) -> Plan:
                     "regime": _resolve(regime, ids, True)}
             key = {"kind": "train", "seed": seed, **{k: v[1] for k, v in shared.items()},
                    "regime": _resolve(regime, ids, False)}
-            full["regime"].pop("seed_offset", None)
-            key["regime"].pop("seed_offset", None)
+            for part in (full, key):  # run-level settings the runner sees elsewhere
+                part["regime"].pop("seed_offset", None)
+                if part["regime"].pop("steps", None) is not None:  # this run's own length of training
+                    part["train"] = {**{k: v for k, v in part["train"].items() if k != "epochs"},
+                                     "steps": regime.steps}
+                if part["regime"].pop("lr", None) is not None:  # this run's own learning rate
+                    part["train"] = {**part["train"], "optimizer": {**part["train"].get("optimizer", {}),
+                                                                    "lr": regime.lr}}
             if regime.uses_sparsity:
                 full["regime"]["sparsity"] = key["regime"]["sparsity"] = at.sparsity
             ids[name] = _add(plan, full, key, deps, 1 + max((plan.jobs[d].stage for d in deps), default=-1))

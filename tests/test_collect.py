@@ -190,15 +190,16 @@ def test_cli_collect_exports_csv(store, tmp_path):
     assert "read 0 new shard(s), reused 4" in proc.stderr
 
 
-def test_cli_report_writes_figures_and_verdicts(store, tmp_path):
+def test_cli_report_writes_figures_and_claims(store, tmp_path):
     spec = tmp_path / "inc.yaml"
-    spec.write_text(MORE)
+    spec.write_text(MORE + "claims:\n  gap: {kind: compare, metric: final_train_loss, a: scratch, b: prune, "
+                    "direction: greater}\n")
     out = tmp_path / "rep"
     proc = studyspec("report", spec, "--store", store, "--nc", tmp_path / "inc.nc", "--out", out, check=True)
     assert "read 4 new shard(s)" in proc.stderr
     for png in ("curves.png", "paths.png", "barriers.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
-    text = (out / "verdicts.md").read_text()
-    assert "| E0 | scratch | - |" in text and "](curves.png)" in text
-    verdicts = json.loads((out / "verdicts.json").read_text())
-    assert {v["experiment"] for v in verdicts} == {"E0", "other"}  # dense -> prune is no claim
+    text = (out / "claims.md").read_text()
+    assert "| gap | - | final_train_loss(scratch) > final_train_loss(prune) + 0 | 1 |" in text and "](curves.png)" in text
+    claims = json.loads((out / "claims.json").read_text())
+    assert [(c["claim"], c["n"], c["decision"]) for c in claims] == [("gap", 1, "undecided")]  # one seed: no interval

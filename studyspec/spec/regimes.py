@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from .base import Ref, Strict
 
@@ -22,6 +22,12 @@ class Regime(Strict):
     seed_offset: int = Field(
         0, description="added to the sweep point's seed for this run only (its init, data order and "
         "any random mask), e.g. a second scratch run with the same mask and another init: seed_offset: 1000")
+    steps: PositiveInt | None = Field(
+        None, description="train this run for N optimizer steps instead of train.steps (its lr schedule and "
+        "any fractions of training stretched to N), e.g. scratch with 2x the budget; default: train.steps")
+    lr: PositiveFloat | None = Field(
+        None, description="this run's learning rate instead of train.optimizer.lr (e.g. an lr sweep of one run "
+        "against a fixed reference run); default: train.optimizer.lr")
 
     def refs(self) -> dict[str, str]:
         out = {}

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, Discriminator, Field, NonNegativeInt, PositiveInt, Tag, field_validator
 
 from .base import Name, Strict
+from .claims import AnyClaim, Seeds
 from .paths import AnyPath
 from .regimes import AnyRegime
 from .search import RandomSearch
@@ -96,6 +97,11 @@ class Study(Strict):
         "`random: {n: 20, seed: 0, axes: {axis: {loguniform: [lo, hi]}}}` adds a dimension `sample` of random points")
     runs: dict[Name, AnyRegime] = Field(min_length=1)
     paths: dict[Name, AnyPath] = {}
+    claims: dict[Name, AnyClaim] = Field(
+        {}, description="named hypotheses decided from the results (analysis only: never part of a job id)")
+    seeds: Seeds | None = Field(
+        None, description="adaptive seeds instead of a swept seed: more seeds, wave by wave, until every claim is "
+        "decided (studyspec run)")
     launch: Launch = Launch()
     output: Output = Output()
 
