@@ -341,4 +341,22 @@ def build(model_cfg: dict, in_shape, n_classes: int) -> nn.Module:
     arch = model_cfg["arch"]
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
-    return ARCHS[arch](model_cfg, in_shape, int(n_classes))
+    net = ARCHS[arch](model_cfg, in_shape, int(n_classes))
+    if model_cfg.get("zero_init_residual"):
+        zero_last_bn(net)
+    return net
+
+
+def zero_last_bn(net: nn.Module) -> int:
+    """Zero the scale of the last BatchNorm of every residual block (its output branch then
+    starts at zero: the block is the identity). No random numbers are drawn, so the other
+    weights are those of the same seed without it. Returns the number of blocks."""
+    from torchvision.models.resnet import BasicBlock as TvBasic, Bottleneck
+
+    n = 0
+    for m in net.modules():
+        last = m.bn3 if isinstance(m, Bottleneck) else m.bn2 if isinstance(m, (TvBasic, BasicBlock)) else None
+        if last is not None:
+            nn.init.zeros_(last.weight)
+            n += 1
+    return n

@@ -10,6 +10,10 @@ def make_optimizer(params, opt_cfg: dict) -> torch.optim.Optimizer:
     """SGD (momentum, Nesterov; weight decay as L2), Adam (L2) or AdamW (decoupled decay)."""
     name = opt_cfg["name"]
     lr, wd = float(opt_cfg["lr"]), float(opt_cfg.get("weight_decay", 0.0))
+    if opt_cfg.get("weight_decay_on", "all") == "weights":  # no decay on BatchNorm parameters and biases
+        params = list(params)
+        params = [{"params": [p for p in params if p.dim() >= 2]},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(opt_cfg.get("momentum", 0.0)),
                                nesterov=bool(opt_cfg.get("nesterov", False)), weight_decay=wd)

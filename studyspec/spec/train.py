@@ -126,6 +126,9 @@ class ResNet(Strict):
     arch: Literal["resnet"] = Field(description="architecture")
     depth: Annotated[int, AfterValidator(_depth(2))] = Field(20, description="6n+2: 20, 32, 44, 56, 110")
     width: PositiveInt = Field(16, description="channels of the first stage (doubled per stage)")
+    zero_init_residual: bool = Field(
+        False, description="start the last BatchNorm scale of each residual block at zero, so every block starts "
+        "as the identity (Goyal et al. 2017; Gale et al.'s init_zero)")
 
 
 class WRN(Strict):
@@ -141,6 +144,9 @@ class TorchvisionResNet(Strict):
 
     arch: Literal["torchvision_resnet"] = Field(description="architecture")
     depth: Literal[18, 34, 50, 101, 152] = Field(50, description="18, 34, 50, 101 or 152")
+    zero_init_residual: bool = Field(
+        False, description="start the last BatchNorm scale of each residual block at zero, so every block starts "
+        "as the identity (Goyal et al. 2017; Gale et al.'s init_zero)")
 
 
 Model = Annotated[Union[MLP, LeNet300, LeNet5, Conv1d, ResNet, WRN, TorchvisionResNet],
@@ -153,6 +159,9 @@ class Optimizer(Strict):
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="sgd only")
     nesterov: bool = Field(False, description="sgd only; needs momentum > 0")
     weight_decay: NonNegativeFloat = Field(0.0, description="L2 (sgd, adam) or decoupled (adamw)")
+    weight_decay_on: Literal["all", "weights"] = Field(
+        "all", description="all: every parameter; weights: only conv and linear kernels (tensors of 2 or more "
+        "dims), not BatchNorm parameters or biases (Gale et al.'s recipe)")
     betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw")
 
     @model_validator(mode="after")
