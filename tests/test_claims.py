@@ -277,3 +277,20 @@ def test_an_undecided_claim_adds_a_wave_and_nothing_reruns(tmp_path):
     assert "ran 0, already done 6" in again.stderr.replace("\n", " ")
     status = studyspec("status", spec, "--store", store, check=True)  # sees all three seeds
     assert "6 jobs" in status.stderr and "6 done" in status.stderr
+
+
+def test_the_seed_count_is_read_from_the_store(tmp_path):
+    from studyspec.adaptive import current, seed_count
+    from studyspec.spec.claims import with_seeds
+    from studyspec.store import Store
+
+    loaded = loads(ADAPTIVE.replace("max: 3", "max: 6"), "s.yaml", data_check=False)
+    store = Store(tmp_path / "store")
+    assert seed_count(loaded, store) == 2 and loaded.study.sweep["seed"] == [0, 1]
+    full = build(with_seeds(loaded.study, 6))
+    begun = next(c.job for c in full.cells if c.index["seed"] == 2)  # one job of the second wave started
+    store.run_dir(begun).mkdir(parents=True)
+    assert seed_count(loaded, store) == 3
+    assert current(loaded, store).study.sweep["seed"] == [0, 1, 2]
+    assert build(current(loaded, store).study).jobs.keys() <= full.jobs.keys()  # ids do not depend on the count
+    assert loaded.study.seeds.counts() == [2, 3, 4, 5, 6]
