@@ -69,6 +69,7 @@ def _run(job: dict, store: Store, world) -> bool:
     import torch
 
     import runners.job
+    from runners import machine
 
     torch.set_num_threads(threads())
     ranks = ""
@@ -79,6 +80,7 @@ def _run(job: dict, store: Store, world) -> bool:
     start = time.time()
     inputs = {d: store.run_dir(d) for d in job["deps"]}
     metrics = runners.job.run(job, store.run_dir(job["id"]), inputs, store.cache_dir)
+    metrics["machine"] = machine.describe()  # CPU model, instruction set, GPU: what bit-stability depends on
     metrics["job"] = job["id"]
     metrics["seconds"] = time.time() - start
     metrics["versions"] = {"torch": torch.__version__, "python": platform.python_version()}

@@ -122,6 +122,7 @@ class _Previous:
             return None
         return {"dim": curve_dim, "coord": rec["coord"], "vars": vars_, "scalars": scalars,
                 "seconds": rec.get("seconds", float("nan")), "versions": rec.get("versions", {}),
+                "machine": rec.get("machine", {}),
                 "flags": rec.get("flags", [])}
 
 
@@ -193,6 +194,7 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
                             "vars": list(s["vars"]), "scalars": list(s.get("scalars", {})),
                             "seconds": s.get("seconds", float("nan")),
                             "versions": s.get("versions", {}), "flags": s["flags"]}
+            index[c.job]["machine"] = s.get("machine", {})  # runners/machine.py
         for s in shards.values():
             for k, v in s.get("versions", {}).items():
                 versions.setdefault(k, set()).add(str(v))
@@ -257,8 +259,22 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
         **_library_versions(),
         **{f"{k}_version": ", ".join(sorted(v)) for k, v in versions.items()},
         **(extra_attrs or {}),
+        **machine_attrs(rec.get("machine", {}) for rec in index.values()),
     })
     return Collected(ds, read, reused, {"collect_id": ds.attrs["collect_id"], "jobs": index})
+
+
+def machine_attrs(machines) -> dict:
+    """machine_cpu, machine_cpu_flags, machine_cpu_capability, machine_gpu: the distinct values
+    over the collected jobs ("; "-separated; empty for jobs that did not record them), and
+    machine_mixed: 1 if the jobs ran on more than one kind of machine (numbers then agree only
+    statistically, not bit for bit)."""
+    kinds = {tuple(sorted(m.items())) for m in machines if m}
+    out = {}
+    for key in ("cpu", "cpu_flags", "cpu_capability", "gpu"):
+        out[f"machine_{key}"] = "; ".join(sorted({dict(k).get(key, "") for k in kinds}))
+    out["machine_mixed"] = int(len(kinds) > 1)
+    return out
 
 
 def _library_versions() -> dict[str, str]:

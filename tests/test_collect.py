@@ -160,6 +160,9 @@ def test_schema_opens_anywhere(store, tmp_path):
     assert set(ds.attrs["job_ids"].split()) == set(np.concatenate([ds.run_job_id.values.ravel(),
                                                                      ds.path_job_id.values.ravel()]))
     assert ds.path_monotone.values.tolist()[0] in (0.0, 1.0)
+    from runners.machine import cpu  # the machine the jobs ran on: this one
+    assert ds.attrs["machine_cpu"] == cpu()[0] and ds.attrs["machine_cpu_flags"] == " ".join(cpu()[1])
+    assert ds.attrs["machine_cpu_capability"] and ds.attrs["machine_mixed"] == 0
     ds.close()
     # the netCDF library itself: flags are int8 on disk, every attribute is flat
     nc = netCDF4.Dataset(out)
