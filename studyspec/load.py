@@ -13,6 +13,9 @@ from .spec import Study
 from .yamlpos import Located, load as load_yaml, loads as loads_yaml
 
 
+MAX_PROBLEMS = 50  # shown at once (each with its hint); a file of 200,000 typos stays fast
+
+
 @dataclass(frozen=True)
 class LoadedSpec:
     study: Study
@@ -35,10 +38,18 @@ def loads(text: str, file: str = "<spec>", data_check: bool = True) -> LoadedSpe
 
 
 def check(source: Located, data_check: bool = True) -> LoadedSpec:
+    data = source.data
+    if isinstance(data, dict):  # top-level `x-...` keys hold YAML anchors to merge (`<<: *x`), nothing else
+        data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
-        study = Study.model_validate(source.data)
+        study = Study.model_validate(data)
     except ValidationError as e:
-        raise UserError([_problem(source, err) for err in e.errors()]) from None
+        errors = e.errors(include_url=False)
+        problems = [_problem(source, err) for err in errors[:MAX_PROBLEMS]]
+        if len(errors) > MAX_PROBLEMS:
+            problems.append(Problem(f"... and {len(errors) - MAX_PROBLEMS} more problems", file=source.file,
+                                    hint="fix the ones above first"))
+        raise UserError(problems) from None
     from .spec.claims import check_claims, with_seeds
 
     problems = check_claims(LoadedSpec(study, source))
@@ -46,8 +57,10 @@ def check(source: Located, data_check: bool = True) -> LoadedSpec:
         study = with_seeds(study, study.seeds.start)
     spec = LoadedSpec(study, source)
     from .refs import check_references
-    from .sweep import check_sweep
+    from .sweep import check_sweep, job_count
 
+    if job_count(study)[1] > study.launch.max_jobs:  # refused before anything expands the sweep
+        raise UserError(check_sweep(spec))
     problems += check_references(spec) + check_sweep(spec)
     if not problems and data_check:
         from .datasets import check_data
@@ -95,6 +108,8 @@ def _problem(source: Located, err: dict) -> Problem:
         hint = f"did you mean {guess!r}?" if guess else None
     elif kind == "union_tag_not_found":
         message = f"missing {err.get('ctx', {}).get('discriminator', 'kind')} (which kind of entry this is)"
+    elif type(err.get("input")).__name__ == "Boolean":  # spec.base.Boolean: true/false for a number
+        message = f"{err['input']!r} is a boolean, not a number: write a number"
     elif message.startswith("Value error, "):
         message = message[len("Value error, "):]
     return Problem(message, file=source.file, line=pos[0] if pos else None,

@@ -28,10 +28,44 @@ def run_order(study: Study) -> list[str]:
     return order
 
 
+LENGTH_AXES = ("train.steps", "train.epochs", "data.")  # what the length of training depends on
+
+
+def train_lengths(study: Study) -> dict[int, str]:
+    """Every length of training (in steps) the study takes over its sweep -> the sweep point
+    that gives it (e.g. "train.steps=10"; "" when nothing swept changes it). Lengths given in
+    epochs are turned into steps with the dataset's training-set size."""
+    import itertools
+
+    from .estimate import _steps
+    from .sweep import apply, dims
+
+    relevant = [d for d in dims(study) if any(a.startswith(LENGTH_AXES) for a in d.axes)]
+    out: dict[int, str] = {}
+    for combo in itertools.product(*(range(len(d.values)) for d in relevant)):
+        point = {a: v for d, i in zip(relevant, combo) for a, v in zip(d.axes, d.values[i])}
+        try:
+            at = apply(study, point) if point else study
+        except Exception:  # noqa: BLE001 -- a bad sweep value, reported by check_sweep
+            continue
+        steps = _steps(at.train.model_dump(), at.data.model_dump())
+        out.setdefault(steps, ", ".join(f"{a}={v}" for a, v in point.items()))
+    return out
+
+
+def _shortest(study: Study) -> tuple[int, str] | None:
+    lengths = train_lengths(study)
+    if not lengths:
+        return None
+    steps = min(lengths)
+    return steps, lengths[steps]
+
+
 def check_references(spec) -> list[Problem]:
     study: Study = spec.study
     problems: list[Problem] = []
     runs = list(study.runs)
+    shortest = _shortest(study)
 
     def check(where: tuple, ref: str, as_mask: bool):
         run, artifact = split_ref(ref)
@@ -51,9 +85,14 @@ def check_references(spec) -> list[Problem]:
             problems.append(spec.problem(
                 where, "a mask is not a set of weights", f"use {run}.init, {run}.final or {run}.step[N]"))
         elif step is not None:
-            if study.train.steps is not None and step > study.train.steps:
+            length = shortest
+            if getattr(target, "steps", None) is not None:  # the run's own length
+                length = (target.steps, f"runs.{run}.steps")
+            if length is not None and step > length[0]:
+                at = f" at {length[1]}" if length[1] else ""
                 problems.append(spec.problem(
-                    where, f"step {step} is past the end of training ({study.train.steps} steps)"))
+                    where, f"step {step} is past the end of training ({length[0]} steps{at})",
+                    "reference a step every sweep point reaches" if at else None))
             elif step not in study.train.checkpoints:
                 problems.append(spec.problem(
                     where, f"step {step} is not kept", f"add {step} to train.checkpoints"))
@@ -61,7 +100,7 @@ def check_references(spec) -> list[Problem]:
     for name, regime in study.runs.items():
         for field, ref in regime.refs().items():
             check(("runs", name, field), ref, as_mask=(field == "mask"))
-        problems += _regime_checks(spec, name, regime)
+        problems += _regime_checks(spec, name, regime, shortest)
     for name, path in study.paths.items():
         ats = path.ats()
         for field, ref in path.refs().items():
@@ -94,15 +133,17 @@ def _at_checks(spec, name: str, ats: dict) -> list[Problem]:
     return out
 
 
-def _regime_checks(spec, name: str, regime) -> list[Problem]:
+def _regime_checks(spec, name: str, regime, shortest) -> list[Problem]:
     """Checks of a regime against the rest of the study (not references). (small_dense
     scales the widths of every arch: runners/regimes.py, nothing to check here.)"""
-    study: Study = spec.study
     out = []
-    if regime.regime == "imp" and study.train.steps is not None and regime.rewind >= study.train.steps:
+    if getattr(regime, "steps", None) is not None:
+        shortest = (regime.steps, f"runs.{name}.steps")
+    if regime.regime == "imp" and shortest is not None and regime.rewind >= shortest[0]:
+        at = f" at {shortest[1]}" if shortest[1] else ""
         out.append(spec.problem(("runs", name, "rewind"),
                                 f"rewind step {regime.rewind} is not before the end of training "
-                                f"({study.train.steps} steps)", "rewind to an early step, e.g. 0"))
+                                f"({shortest[0]} steps{at})", "rewind to an early step, e.g. 0"))
     return out
 
 

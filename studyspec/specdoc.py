@@ -16,6 +16,22 @@ Generated from the pydantic models by `studyspec schema --markdown > docs/spec.m
 a test fails when this file and the code disagree. Unknown keys are errors everywhere.
 References such as `prune.final` name an artifact (`init`, `final`, `mask`, `step[N]`)
 of another run at the same sweep point. `studyspec schema` prints the JSON Schema.
+
+The YAML a spec may use (studyspec/yamlpos.py): one UTF-8 document of at most 1 MiB;
+plain mappings, lists, strings, numbers, booleans and null (any other tag, such as
+`!!python/...`, `!!set` or `!include`, is an error); anchors and aliases (`&a`, `*a`)
+and the merge key (`<<: *defaults`, or `<<: [*a, *b]`: keys written in the mapping win);
+top-level keys starting with `x-` are ignored, a place for anchors. Numbers are finite
+(no `.inf`, `.nan`), integers fit in 64 bits, and `true`/`false` are never numbers. A
+colon-separated number such as `1:30:00` stays a string (YAML 1.1 would read 5400). At
+most 64 levels of nesting and 1,000,000 values with aliases expanded.
+
+Numbers have upper bounds far above any real study (steps and step numbers 10^8,
+batch sizes 2^20, layer widths 2^16, path points 100,000, seeds and seed offsets
+2^31 - 1). Names (study, runs, paths) are letters, digits and `_`, at most 100
+characters. A sweep's values are all of one kind (numbers, strings, booleans or lists),
+each once; a study of more than `launch.max_jobs` jobs (default 50,000) is refused
+before it is expanded.
 """
 
 

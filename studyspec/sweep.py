@@ -71,9 +71,28 @@ def apply(study: Study, point: dict[str, Any]) -> Study:
     return Study.model_validate(data)
 
 
+def job_count(study: Study) -> tuple[int, int]:
+    """(sweep points, jobs at most) without expanding anything: a job per run and path per point."""
+    n = 1
+    for axis, values in study.sweep.items():
+        if axis == "random":
+            n *= values.n
+            continue
+        for group in (values if axis == "zip" else [{axis: values}]):
+            n *= len(next(iter(group.values())))
+    return n, n * (len(study.runs) + len(study.paths))
+
+
 def check_sweep(spec) -> list[Problem]:
     study: Study = spec.study
     problems: list[Problem] = []
+    n_points, n_jobs = job_count(study)
+    limit = study.launch.max_jobs
+    if n_jobs > limit:  # before anything expands the sweep
+        return [spec.problem(
+            ("sweep",), f"the sweep makes {n_jobs:,} jobs ({n_points:,} points x "
+            f"{len(study.runs) + len(study.paths)} runs and paths), more than launch.max_jobs ({limit:,})",
+            "sweep fewer values, or raise `launch: {max_jobs: N}` if you mean it")]
     seen: dict[str, str] = {}
     entries = []  # (axis, where-tuple of its list)
     drawn = {}  # random axis -> its drawn values

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Name, Strict
 
@@ -192,9 +192,9 @@ class Seeds(Strict):
     """Adaptive seeds: start with `start` seeds (0 .. start-1); while a claim is undecided, add
     `wave` more, up to `max`. Seeds already run keep their jobs (ids depend on the seed only)."""
 
-    start: PositiveInt = Field(3, description="seeds of the first wave")
-    wave: PositiveInt = Field(2, description="seeds added per wave while a claim is undecided")
-    max: PositiveInt = Field(10, description="never more seeds than this")
+    start: Annotated[int, Field(ge=1, le=10_000)] = Field(3, description="seeds of the first wave")
+    wave: Annotated[int, Field(ge=1, le=10_000)] = Field(2, description="seeds added per wave while a claim is undecided")
+    max: Annotated[int, Field(ge=1, le=10_000)] = Field(10, description="never more seeds than this")
 
     @model_validator(mode="after")
     def _order(self):

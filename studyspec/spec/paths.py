@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
-from .base import Ref, Strict
+from .base import Batch, Points, Ref, Steps, Strict
 from .train import Optimizer
 
 AtValue = Union[bool, int, float, str]
@@ -41,7 +41,7 @@ class PathQuery(Strict):
     mask: MaskPolicy = Field(
         "shared", description="which prunable weights may be non-zero along the path: shared (both endpoints' "
         "non-zeros), from, to, union, none. An endpoint's mask is its set of non-zero prunable weights")
-    bn_batches: NonNegativeInt = Field(
+    bn_batches: Annotated[int, Field(ge=0, le=100_000)] = Field(
         20, description="models with BatchNorm: training batches used to recompute the running statistics "
         "at each point (0: keep the interpolated ones)")
 
@@ -61,7 +61,7 @@ class Linear(PathQuery):
     """theta(a) = (1 - a) * from + a * to on an evenly spaced grid of a."""
 
     kind: Literal["linear"]
-    points: int = Field(29, ge=2, description="grid points")
+    points: Points = Field(29, description="grid points")
     range: tuple[float, float] = Field((0.0, 1.0), description="[first a, last a]; may extrapolate")
 
     @model_validator(mode="after")
@@ -74,16 +74,16 @@ class Linear(PathQuery):
 class CurveTrain(Strict):
     """Training of a curve's control points: minimise E_{t~U(0,1)} L(phi(t)), one t per mini-batch."""
 
-    steps: PositiveInt = Field(1000, description="optimizer steps")
-    batch_size: PositiveInt | None = Field(None, description="mini-batch size; default: data.batch_size")
+    steps: Steps = Field(1000, description="optimizer steps")
+    batch_size: Batch | None = Field(None, description="mini-batch size; default: data.batch_size")
     optimizer: Optimizer = Field(Optimizer(momentum=0.9), description="default: SGD lr 0.1, momentum 0.9")
     schedule: Literal["garipov", "constant", "cosine"] = Field(
         "garipov", description="garipov: lr constant for the first half, linear decay to 1% by 90%, then held")
-    checkpoint_every: PositiveInt = Field(100, description="save the control points every N steps (resume)")
+    checkpoint_every: Steps = Field(100, description="save the control points every N steps (resume)")
 
 
 class Curve(PathQuery):
-    points: int = Field(61, ge=2, description="evaluation points on [0, 1]")
+    points: Points = Field(61, description="evaluation points on [0, 1]")
     subspace: Literal["sparse", "dense"] = Field(
         "sparse", description="sparse: control points stay inside the mask (values and gradients); dense: free")
     train: CurveTrain = CurveTrain()
@@ -107,7 +107,7 @@ class Polychain(Curve):
     """A polygonal chain with `bends` trained bend points, at t = i / (bends + 1)."""
 
     kind: Literal["polychain"]
-    bends: PositiveInt = Field(1, description="number of bend points")
+    bends: Annotated[int, Field(ge=1, le=100)] = Field(1, description="number of bend points")
 
 
 AnyPath = Annotated[Union[Linear, Bezier, Polychain], Field(discriminator="kind")]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 
-from .base import Ref, Strict
+from .base import MAX_SEED, Ref, Step, Steps, Strict
 
 from .distribution import Distribution  # a name, or {name, dense_layers, layers}
 
@@ -20,9 +20,9 @@ class Regime(Strict):
     uses_sparsity: ClassVar[bool] = False  # whether the study's sparsity applies
     has_mask: ClassVar[bool] = False  # whether the run has a `mask` artifact
     seed_offset: int = Field(
-        0, description="added to the sweep point's seed for this run only (its init, data order and "
+        0, ge=0, le=MAX_SEED, description="added to the sweep point's seed for this run only (its init, data order and "
         "any random mask), e.g. a second scratch run with the same mask and another init: seed_offset: 1000")
-    steps: PositiveInt | None = Field(
+    steps: Steps | None = Field(
         None, description="train this run for N optimizer steps instead of train.steps (its lr schedule and "
         "any fractions of training stretched to N), e.g. scratch with 2x the budget; default: train.steps")
     lr: PositiveFloat | None = Field(
@@ -51,7 +51,7 @@ class PruneSchedule(Strict):
     initial: float = Field(0.0, ge=0.0, lt=1.0, description="sparsity at `begin`")
     begin: float = Field(ge=0.0, le=1.0)
     end: float = Field(ge=0.0, le=1.0)
-    every: PositiveInt = Field(100, description="recompute the mask every N steps")
+    every: Steps = Field(100, description="recompute the mask every N steps")
 
     @model_validator(mode="after")
     def _order(self):
@@ -80,12 +80,12 @@ class Imp(Regime):
 
     has_mask: ClassVar[bool] = True
     regime: Literal["imp"]
-    rounds: PositiveInt = Field(3, description="number of prune-rewind rounds")
+    rounds: Annotated[int, Field(ge=1, le=100)] = Field(3, description="number of prune-rewind rounds")
     fraction: float | None = Field(
         None, gt=0.0, lt=1.0,
         description="fraction of the remaining weights pruned per round; default: "
                     "1 - (1 - sparsity)**(1/rounds), so the last round hits the study's sparsity")
-    rewind: int = Field(0, ge=0, description="rewind step (0 = the initial weights)")
+    rewind: Step = Field(0, description="rewind step (0 = the initial weights)")
     distribution: Distribution = "uniform"
     scope: Literal["layer", "global"] = "layer"
 
@@ -134,7 +134,7 @@ class DynamicSparse(MaskedStart):
     """Dynamic sparse training (Evci et al. 2020): every `every` steps drop the smallest-
     magnitude fraction of each layer's active weights and grow as many (at zero)."""
 
-    every: PositiveInt = Field(100, description="update the mask every N steps (dT)")
+    every: Steps = Field(100, description="update the mask every N steps (dT)")
     drop_fraction: float = Field(0.3, gt=0.0, lt=1.0, description="initial drop fraction, cosine-annealed to 0")
     stop: float = Field(0.75, gt=0.0, le=1.0, description="no updates after this fraction of training")
 

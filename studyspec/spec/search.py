@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Union
+from typing import Annotated, Union
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from .base import Strict
 
@@ -82,7 +82,7 @@ class RandomSearch(Strict):
     """`n` points drawn from a distribution per axis: one dimension `sample` of the results
     (coordinates 0..n-1; the drawn values ride along as coordinates named like the axes)."""
 
-    n: PositiveInt = Field(description="number of random points")
+    n: Annotated[int, Field(ge=1, le=10**7)] = Field(description="number of random points")
     seed: int = Field(0, ge=0, description="seed of the draws (not the training seed)")
     axes: dict[str, Distribution] = Field(
         min_length=1, description="spec field -> distribution, e.g. {train.optimizer.lr: {loguniform: [1.0e-3, 1]}}")

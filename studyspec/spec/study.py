@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Discriminator, Field, NonNegativeInt, PositiveInt, Tag, field_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator
 
-from .base import Name, Strict
+from .base import Name, PathText, Seed, Strict, Text
 from .claims import AnyClaim, Seeds
 from .paths import AnyPath
 from .regimes import AnyRegime
 from .search import RandomSearch
 from .train import Data, Model, Train
 
+MAX_JOBS = 50_000  # default of launch.max_jobs
 Scalar = Union[bool, int, float, str]
 SweepValue = Union[Scalar, list[Scalar]]
 # an axis's values, a list of zip groups, or (under `random`) a random search
@@ -23,19 +25,33 @@ SweepEntry = Annotated[
     Discriminator(lambda v: "random" if isinstance(v, (dict, RandomSearch)) else "values")]
 
 
-TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+TIME = re.compile(r"(?:(\d{1,4})-)?(\d{1,7})(?::(\d{1,2}))?(?::(\d{1,2}))?")
+MAX_MINUTES = 366 * 24 * 60  # a year
 
 
 def _slurm_time(value: str | int) -> str:
-    """SLURM time limits: minutes, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS."""
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError("a time limit in minutes must be positive")
-        return str(value)
-    if not TIME.match(value.strip()):
-        raise ValueError(f"{value!r} is not a SLURM time limit: write minutes (90), "
+    """SLURM time limits: minutes, MM:SS, HH:MM:SS, D-HH or D-HH:MM:SS; positive, at most a year."""
+    if isinstance(value, bool):
+        raise ValueError("a time limit is a number of minutes or D-HH:MM:SS, not a boolean")
+    text = str(value).strip()
+    m = TIME.fullmatch(text)
+    if not m:
+        raise ValueError(f"{str(value)[:40]!r} is not a SLURM time limit: write minutes (90), "
                          "HH:MM:SS (1:30:00) or D-HH:MM:SS (2-00:00:00)")
-    return value.strip()
+    days, a, b, c = (int(g) if g else 0 for g in m.groups())
+    if m.group(1):  # D-HH[:MM[:SS]]
+        seconds = days * 86400 + a * 3600 + b * 60 + c
+    elif m.group(4):  # HH:MM:SS
+        seconds = a * 3600 + b * 60 + c
+    elif m.group(3):  # MM:SS
+        seconds = a * 60 + b
+    else:  # minutes
+        seconds = a * 60
+    if seconds <= 0:
+        raise ValueError(f"time limit {text!r} is zero: give a positive time, e.g. 60 (minutes)")
+    if seconds > MAX_MINUTES * 60:
+        raise ValueError(f"time limit {text!r} is more than a year")
+    return text
 
 
 SlurmTime = Annotated[Union[int, str], AfterValidator(_slurm_time)]
@@ -44,23 +60,23 @@ SlurmTime = Annotated[Union[int, str], AfterValidator(_slurm_time)]
 class SlurmResources(Strict):
     """What one SLURM job asks for. Unset fields inherit (kind section -> slurm section -> default)."""
 
-    partition: str | None = Field(None, description="partition (default: the cluster's default partition)")
-    account: str | None = Field(None, description="account to charge")
-    qos: str | None = Field(None, description="quality of service")
+    partition: Text | None = Field(None, description="partition (default: the cluster's default partition)")
+    account: Text | None = Field(None, description="account to charge")
+    qos: Text | None = Field(None, description="quality of service")
     time: SlurmTime | None = Field(None, description="time limit per job: minutes or D-HH:MM:SS (default 60)")
-    nodes: PositiveInt | None = Field(
+    nodes: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
         None, description="nodes per job (default 1); a training job on several tasks (nodes x tasks_per_node) "
         "trains one model with torch.distributed (DDP), path jobs run in one task")
-    tasks_per_node: PositiveInt | None = Field(
+    tasks_per_node: Annotated[int, Field(ge=1, le=1024)] | None = Field(
         None, description="tasks (processes) per node (default 1); one per GPU for multi-GPU training")
-    gpus_per_node: NonNegativeInt | None = Field(None, description="GPUs per node (default 0)")
-    cpus_per_task: PositiveInt | None = Field(
+    gpus_per_node: Annotated[int, Field(ge=0, le=1024)] | None = Field(None, description="GPUs per node (default 0)")
+    cpus_per_task: Annotated[int, Field(ge=1, le=4096)] | None = Field(
         None, description="CPUs per task (default 1); the job trains with this many torch threads")
-    mem: str | None = Field(None, description="memory per node, e.g. 4G (default: the cluster's default)")
-    constraint: str | None = Field(None, description="node features, e.g. a100")
-    array_parallelism: PositiveInt | None = Field(
+    mem: Text | None = Field(None, description="memory per node, e.g. 4G (default: the cluster's default)")
+    constraint: Text | None = Field(None, description="node features, e.g. a100")
+    array_parallelism: Annotated[int, Field(ge=1, le=10**7)] | None = Field(
         None, description="at most this many tasks of one job array run at once")
-    extra: dict[str, Union[str, int, bool]] = Field(
+    extra: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")], Union[Text, int, bool]] = Field(
         {}, description="more sbatch options, e.g. {exclude: node7, reservation: x}; true = a flag")
 
 
@@ -73,14 +89,45 @@ class SlurmLaunch(SlurmResources):
 
 class Launch(Strict):
     executor: Literal["local", "slurm"] = Field("local", description="where jobs run: local processes or SLURM")
-    workers: PositiveInt | None = Field(
+    workers: Annotated[int, Field(ge=1, le=4096)] | None = Field(
         None, description="parallel jobs (local executor); default: the CPU count")
+    max_jobs: Annotated[int, Field(ge=1, le=10**8)] = Field(
+        MAX_JOBS, description="refuse a study of more jobs than this (a sweep too large by mistake); "
+        "raise it to plan a larger study")
     slurm: SlurmLaunch = Field(SlurmLaunch(), description="SLURM settings (executor: slurm)")
 
 
 class Output(Strict):
-    store: str = Field("store", description="directory of job run directories (shared by studies)")
-    results: str = Field("results", description="directory of collected <study>.nc files")
+    store: PathText = Field("store", description="directory of job run directories (shared by studies)")
+    results: PathText = Field("results", description="directory of collected <study>.nc files")
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "list"
+
+
+def _axis_values(axis: str, values: list, coordinate: bool = True) -> None:
+    """One axis's values: not empty, all of one kind, and (a coordinate) no value twice."""
+    if not values:
+        raise ValueError(f"sweep axis {axis!r} needs a non-empty list of values")
+    kinds = sorted({_kind(v) for v in values})
+    if len(kinds) > 1:
+        raise ValueError(f"sweep axis {axis!r} mixes {' and '.join(kinds)}s: give values of one kind "
+                         f"(a coordinate of the results has one type)")
+    if coordinate:
+        seen = set()
+        for v in values:
+            key = float(v) if _kind(v) == "number" else json.dumps(v, sort_keys=True)
+            if key in seen:
+                raise ValueError(f"sweep axis {axis!r} gives {v!r} twice: each value once "
+                                 "(it becomes a coordinate of the results)")
+            seen.add(key)
 
 
 class Study(Strict):
@@ -90,7 +137,7 @@ class Study(Strict):
     data: Data
     model: Model
     train: Train
-    seed: int = Field(0, ge=0, description="seed, unless swept")
+    seed: Seed = Field(0, description="seed, unless swept")
     sparsity: float = Field(0.9, ge=0.0, lt=1.0, description="target sparsity, unless swept")
     sweep: dict[str, SweepEntry] = Field(
         {}, description="axis -> values (cartesian product); `zip: [{a: [..], b: [..]}]` varies axes together; "
@@ -124,12 +171,18 @@ class Study(Strict):
             if axis == "random":
                 continue
             if axis == "zip":
+                if not values:
+                    raise ValueError("`zip` needs at least one group: zip: [{axis: [..], axis: [..]}]")
                 for group in values:
-                    if not isinstance(group, dict):
+                    if not isinstance(group, dict) or not group:
                         raise ValueError("`zip` holds a list of groups: zip: [{axis: [..], axis: [..]}]")
                     lengths = {len(v) for v in group.values()}
                     if len(lengths) > 1:
                         raise ValueError(f"zipped axes {sorted(group)} need lists of one length, got {sorted(lengths)}")
+                    for name, vals in group.items():
+                        _axis_values(name, vals, coordinate=name == next(iter(group)))
             elif not values or any(isinstance(v, dict) for v in values):
                 raise ValueError(f"sweep axis {axis!r} needs a non-empty list of values")
+            else:
+                _axis_values(axis, values)
         return sweep

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
-from pydantic import (AfterValidator, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                      model_validator)
+from pydantic import AfterValidator, Field, NonNegativeFloat, PositiveFloat, model_validator
 
-from .base import Strict
+from .base import MAX_LAYERS, MAX_STEPS, Batch, Examples, Step, Steps, Strict, Width
 
 
 class DataBase(Strict):
@@ -15,8 +14,8 @@ class DataBase(Strict):
     package; the others are read from a local `root` (never downloaded)."""
 
     unhashed: ClassVar[tuple[str, ...]] = ()  # fields left out of job ids (where, not what)
-    batch_size: PositiveInt = Field(128, description="mini-batch size for training")
-    train_eval_examples: Optional[PositiveInt] = Field(
+    batch_size: Batch = Field(128, description="mini-batch size for training")
+    train_eval_examples: Optional[Examples] = Field(
         None, description="measure the train loss, accuracy and grad_norm (train jobs) and the path's "
                           "training loss on a fixed subset of this many training examples, the same for "
                           "every job (default: the whole training split)")
@@ -43,6 +42,9 @@ class MlxtendMnist(DataBase):
 def _absolute(path: str) -> str:
     import os
 
+    from .base import _path
+
+    _path(path)
     return os.path.abspath(os.path.expanduser(path))
 
 
@@ -72,9 +74,9 @@ class ImageNet(RootData):
     unhashed: ClassVar[tuple[str, ...]] = ("root", "workers")
     dataset: Literal["imagenet"] = Field(description="dataset name")
     augment: bool = Field(True, description="RandomResizedCrop(224) + flip (else the eval transform)")
-    workers: NonNegativeInt = Field(8, description="DataLoader worker processes; not part of job ids")
-    image_size: PositiveInt = Field(224, description="crop size (eval: resize to size*256/224, center crop)")
-    train_eval_examples: PositiveInt = Field(
+    workers: Annotated[int, Field(ge=0, le=1024)] = Field(8, description="DataLoader worker processes; not part of job ids")
+    image_size: Annotated[int, Field(ge=1, le=8192)] = Field(224, description="crop size (eval: resize to size*256/224, center crop)")
+    train_eval_examples: Examples = Field(
         10000, description="training examples (a fixed subset, the same for every job) on which train "
                            "jobs and path queries measure the train loss, accuracy and grad_norm")
 
@@ -87,7 +89,7 @@ class MLP(Strict):
     """Fully connected ReLU network."""
 
     arch: Literal["mlp"] = Field(description="architecture")
-    hidden: list[PositiveInt] = Field([300, 100], description="hidden layer widths (mlp)")
+    hidden: list[Width] = Field([300, 100], max_length=MAX_LAYERS, description="hidden layer widths (mlp)")
 
 
 class LeNet300(Strict):
@@ -107,8 +109,8 @@ class Conv1d(Strict):
     padding kernel//2), flattened, linear classifier."""
 
     arch: Literal["conv1d"] = Field(description="architecture")
-    channels: list[PositiveInt] = Field([32, 32, 32], description="channels of each conv layer")
-    kernel: PositiveInt = Field(5, description="kernel size")
+    channels: list[Width] = Field([32, 32, 32], max_length=MAX_LAYERS, description="channels of each conv layer")
+    kernel: Annotated[int, Field(ge=1, le=1024)] = Field(5, description="kernel size")
 
 
 def _depth(offset: int):
@@ -124,8 +126,8 @@ class ResNet(Strict):
     1x1 conv projection shortcuts where the shape changes."""
 
     arch: Literal["resnet"] = Field(description="architecture")
-    depth: Annotated[int, AfterValidator(_depth(2))] = Field(20, description="6n+2: 20, 32, 44, 56, 110")
-    width: PositiveInt = Field(16, description="channels of the first stage (doubled per stage)")
+    depth: Annotated[int, Field(le=6 * 1000 + 2), AfterValidator(_depth(2))] = Field(20, description="6n+2: 20, 32, 44, 56, 110")
+    width: Width = Field(16, description="channels of the first stage (doubled per stage)")
     zero_init_residual: bool = Field(
         False, description="start the last BatchNorm scale of each residual block at zero, so every block starts "
         "as the identity (Goyal et al. 2017; Gale et al.'s init_zero)")
@@ -135,8 +137,8 @@ class WRN(Strict):
     """Wide ResNet (Zagoruyko & Komodakis 2016), pre-activation blocks, BatchNorm."""
 
     arch: Literal["wrn"] = Field(description="architecture")
-    depth: Annotated[int, AfterValidator(_depth(4))] = Field(28, description="6n+4: 16, 22, 28, 40")
-    width: PositiveInt = Field(10, description="widening factor k")
+    depth: Annotated[int, Field(le=6 * 1000 + 4), AfterValidator(_depth(4))] = Field(28, description="6n+4: 16, 22, 28, 40")
+    width: Annotated[int, Field(ge=1, le=256)] = Field(10, description="widening factor k")
 
 
 class TorchvisionResNet(Strict):
@@ -162,7 +164,8 @@ class Optimizer(Strict):
     weight_decay_on: Literal["all", "weights"] = Field(
         "all", description="all: every parameter; weights: only conv and linear kernels (tensors of 2 or more "
         "dims), not BatchNorm parameters or biases (Gale et al.'s recipe)")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="adam/adamw")
+    betas: tuple[Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
+        (0.9, 0.999), description="adam/adamw: each in [0, 1)")
 
     @model_validator(mode="after")
     def _nesterov(self):
@@ -175,8 +178,8 @@ class LRSchedule(Strict):
     """Learning rate of each step: linear warm-up, then constant, multistep or cosine."""
 
     name: Literal["constant", "multistep", "cosine"] = "constant"
-    warmup: NonNegativeInt = Field(0, description="linear warm-up steps")
-    milestones: list[NonNegativeFloat] = Field(
+    warmup: Step = Field(0, description="linear warm-up steps")
+    milestones: list[Annotated[float, Field(ge=0.0, le=MAX_STEPS)]] = Field(
         [], description="multistep: where the lr is multiplied by gamma; values < 1 are "
                         "fractions of training, values >= 1 are steps")
     gamma: PositiveFloat = Field(0.1, description="multistep factor")
@@ -193,16 +196,16 @@ class LRSchedule(Strict):
 
 
 class Train(Strict):
-    steps: PositiveInt | None = Field(None, description="optimizer steps (or give epochs)")
-    epochs: PositiveFloat | None = Field(
+    steps: Steps | None = Field(None, description="optimizer steps (or give epochs)")
+    epochs: Annotated[float, Field(gt=0.0, le=100_000)] | None = Field(
         None, description="length in epochs instead of steps: steps = ceil(epochs * train size / batch_size)")
     optimizer: Optimizer = Optimizer()
     schedule: LRSchedule = LRSchedule()
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing")
-    eval_every: PositiveInt = Field(100, description="evaluate every N steps")
-    checkpoints: list[NonNegativeInt] = Field(
+    eval_every: Steps = Field(100, description="evaluate every N steps")
+    checkpoints: list[Step] = Field(
         [], description="steps whose weights are kept (referenced as run.step[N])")
-    checkpoint_every: NonNegativeInt = Field(
+    checkpoint_every: Step = Field(
         1000, description="write a resume checkpoint every N steps (0: never); a killed job "
                           "restarts from it and finishes bit-identical")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present")
