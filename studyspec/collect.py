@@ -81,49 +81,122 @@ def _stamp(store: Store, job_id: str) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size]
 
 
+class _Index:
+    """What a collect merged, written next to the .nc: per job its kind, shard stamp, and
+    references into two tables of distinct values (coordinate lists; versions, machine and
+    flags), so that 10^4 jobs sharing one grid and one machine make a small file."""
+
+    FORMAT = 2
+
+    def __init__(self, collect_id: str = ""):
+        self.collect_id = collect_id
+        self.jobs: dict[str, list] = {}  # id -> [kind, mtime_ns, size, coord ref, meta ref]
+        self.coords: list[list] = []
+        self.metas: list[dict] = []
+        self._refs: dict[tuple, int] = {}
+
+    def _ref(self, table: list, key: tuple, value) -> int:
+        ref = self._refs.get(key)
+        if ref is None:
+            ref = self._refs[key] = len(table)
+            table.append(value)
+        return ref
+
+    def add(self, job_id: str, kind: str, stamp: list[int], coord: list, meta: dict) -> None:
+        c = self._ref(self.coords, ("c", *coord), list(coord))
+        m = self._ref(self.metas, ("m", json.dumps(meta, sort_keys=True)), meta)
+        self.jobs[job_id] = [kind, *stamp, c, m]
+
+    def copy_from(self, other: "_Index", job_id: str) -> None:
+        kind, mtime, size, c, m = other.jobs[job_id]
+        self.add(job_id, kind, [mtime, size], other.coords[c], other.metas[m])
+
+    def coord(self, job_id: str) -> list:
+        return self.coords[self.jobs[job_id][3]]
+
+    def meta(self, job_id: str) -> dict:
+        return self.metas[self.jobs[job_id][4]]
+
+    def to_json(self) -> dict:
+        return {"format": self.FORMAT, "collect_id": self.collect_id, "coords": self.coords,
+                "metas": self.metas, "jobs": self.jobs}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "_Index":
+        if obj.get("format") != cls.FORMAT:
+            raise ValueError("index of another format")
+        out = cls(obj["collect_id"])
+        out.coords, out.metas, out.jobs = obj["coords"], obj["metas"], obj["jobs"]
+        return out
+
+
 class _Previous:
-    """The numbers of an earlier collect: its .nc plus the index written with it."""
+    """The numbers of an earlier collect: its .nc plus the index written with it. Unchanged
+    jobs are copied from it row by row (whole arrays at once), not rebuilt shard by shard."""
 
     def __init__(self, nc: Path):
         import xarray as xr
 
-        self.jobs: dict[str, dict] = {}
+        self.index = _Index()
         self.ds = None
+        self._rows: dict[str, dict[str, int]] = {}
         index = nc.with_name(nc.name + INDEX_SUFFIX)
         if not (nc.exists() and index.exists()):
             return
         try:
-            meta = json.loads(index.read_text())
+            meta = _Index.from_json(json.loads(index.read_text()))
             with xr.open_dataset(nc) as ds:
-                if ds.attrs.get("collect_id") != meta.get("collect_id"):
+                if ds.attrs.get("collect_id") != meta.collect_id:
                     return  # the .nc was rewritten by someone else: trust neither
                 self.ds = ds.load()
-            self.jobs = meta["jobs"]
-        except (OSError, ValueError, KeyError):
-            self.jobs, self.ds = {}, None
+            self.index = meta
+        except (OSError, ValueError, KeyError, TypeError):
+            self.index, self.ds = _Index(), None
 
-    def shard(self, job_id: str, kind: str) -> dict | None:
-        """The shard of job_id as it was merged before, rebuilt from the old dataset."""
-        rec = self.jobs.get(job_id)
-        if rec is None or self.ds is None or rec.get("kind") != kind:
-            return None
+    def rows(self, kind: str) -> dict[str, int]:
+        """job id -> its flat position in the previous (name, *sweep) grid of this kind."""
+        if kind not in self._rows:
+            _, name_dim, curve_dim, prefix = next(k for k in KINDS if k[0] == kind)
+            var = f"{prefix or 'run_'}job_id"
+            rows: dict[str, int] = {}
+            if self.ds is not None and var in self.ds:
+                for i, jid in enumerate(self.ds[var].values.ravel().tolist()):
+                    if jid:
+                        rows.setdefault(jid, i)
+            self._rows[kind] = rows
+        return self._rows[kind]
+
+    def has(self, job_id: str, kind: str, stamp: list[int]) -> bool:
+        rec = self.index.jobs.get(job_id)
+        return (rec is not None and rec[0] == kind and rec[1:3] == stamp and job_id in self.rows(kind))
+
+    def fill(self, kind: str, job_ids: list[str], first: int, where: dict, curves: dict, scalars: dict,
+             n_rows: int) -> None:
+        """Copy the rows of job_ids into rows first.. of the new per-job arrays (keyed by
+        variable name in the dataset), their curves mapped onto the new grid `where`."""
         _, name_dim, curve_dim, prefix = next(k for k in KINDS if k[0] == kind)
-        try:
-            ids = self.ds[f"{prefix or 'run_'}job_id"].values
-            where = np.argwhere(ids == job_id)
-            if not len(where):
-                return None
-            at = tuple(where[0])
-            old = {_key(x): i for i, x in enumerate(self.ds[curve_dim].values)}
-            cols = [old[_key(x)] for x in rec["coord"]]
-            vars_ = {v: self.ds[prefix + RENAME.get(v, v)].values[at][cols].tolist() for v in rec["vars"]}
-            scalars = {v: self.ds[prefix + RENAME.get(v, v)].values[at].item() for v in rec["scalars"]}
-        except (KeyError, IndexError, ValueError):
-            return None
-        return {"dim": curve_dim, "coord": rec["coord"], "vars": vars_, "scalars": scalars,
-                "seconds": rec.get("seconds", float("nan")), "versions": rec.get("versions", {}),
-                "machine": rec.get("machine", {}),
-                "flags": rec.get("flags", [])}
+        pos = np.asarray([self.rows(kind)[j] for j in job_ids], dtype=np.intp)
+        old = [where.get(_key(x)) for x in self.ds[curve_dim].values] if curve_dim in self.ds.dims else []
+        keep = np.asarray([i for i, c in enumerate(old) if c is not None], dtype=np.intp)
+        cols = np.asarray([old[i] for i in keep], dtype=np.intp)
+        at = slice(first, first + len(job_ids))
+        skip = {f"{prefix or 'run_'}job_id", f"{prefix or 'run_'}done"}
+        for name, var in self.ds.data_vars.items():
+            if name in skip or not var.dims or var.dims[0] != name_dim:
+                continue
+            values = np.asarray(var.values, dtype=float)
+            if var.dims[-1] == curve_dim:
+                block = values.reshape(-1, values.shape[-1])[pos][:, keep]
+                if np.isnan(block).all():
+                    continue
+                arr = curves.setdefault(name, np.full([n_rows, len(where)], np.nan))
+                if len(cols):
+                    arr[at, cols] = block
+            else:
+                block = values.ravel()[pos]
+                if np.isnan(block).all():
+                    continue
+                scalars.setdefault(name, np.full([n_rows], np.nan))[at] = block
 
 
 class Collected:
@@ -160,79 +233,103 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
             coords[axis.rsplit(".", 1)[-1]] = (d.name, _coord_values([v[k:k + 1] for v in d.values]), {
                 "long_name": f"swept spec field {axis} (" + ("drawn at random, sweep.random" if drawn
                                                              else f"zipped with {d.axes[0]}") + ")"})
-    versions: dict[str, set] = {}
     read: list[str] = []
     reused: list[str] = []
-    index: dict[str, dict] = {}
+    index = _Index()
     for kind, name_dim, curve_dim, prefix in KINDS:
         cells = [c for c in plan.cells if c.kind == kind]
         if not cells:
             continue
         names = list(dict.fromkeys(c.name for c in cells))
-        shards: dict[str, dict] = {}
-        for c in cells:
-            if c.job in shards or c.job in index:
+        new: dict[str, dict] = {}  # job id -> shard read now
+        old: list[str] = []  # job ids taken from the previous collect
+        for jid in dict.fromkeys(c.job for c in cells):
+            if jid in index.jobs:
                 continue
-            stamp = _stamp(store, c.job)
+            stamp = _stamp(store, jid)
             if stamp is None:
                 continue
-            s = None
-            if prev is not None and prev.jobs.get(c.job, {}).get("stamp") == stamp:
-                s = prev.shard(c.job, kind)
-                if s is not None:
-                    reused.append(c.job)
-            if s is None:
-                try:
-                    s = store.read_shard(c.job)
-                except (OSError, ValueError) as e:  # vanished or unreadable: not done for us
-                    print(f"collect: skipping {c.job}: {e}", file=sys.stderr)
-                    continue
-                read.append(c.job)
-                s["flags"] = [k for k, v in s.get("scalars", {}).items() if isinstance(v, bool)]
-            shards[c.job] = s
-            index[c.job] = {"kind": kind, "stamp": stamp, "coord": list(s["coord"]),
-                            "vars": list(s["vars"]), "scalars": list(s.get("scalars", {})),
-                            "seconds": s.get("seconds", float("nan")),
-                            "versions": s.get("versions", {}), "flags": s["flags"]}
-            index[c.job]["machine"] = s.get("machine", {})  # runners/machine.py
-        for s in shards.values():
-            for k, v in s.get("versions", {}).items():
-                versions.setdefault(k, set()).add(str(v))
-        grid = sorted({_key(x) for s in shards.values() for x in s["coord"]})
-        where = {x: i for i, x in enumerate(grid)}
-        dims_ = (name_dim, *sweep, curve_dim)
-        curves: dict[str, np.ndarray] = {}
-        scalars: dict[str, np.ndarray] = {}
-        ids = np.full([len(names), *shape], "", dtype=object)
-        done = np.zeros([len(names), *shape], dtype=np.int8)
-        for c in cells:
-            at = (names.index(c.name), *(c.index[d] for d in sweep))
-            ids[at] = c.job
-            s = shards.get(c.job)
-            if s is None:
+            if prev is not None and prev.has(jid, kind, stamp):
+                old.append(jid)
+                index.copy_from(prev.index, jid)
                 continue
-            done[at] = 1
-            cols = [where[_key(x)] for x in s["coord"]]
+            try:
+                s = store.read_shard(jid)
+            except (OSError, ValueError) as e:  # vanished or unreadable: not done for us
+                print(f"collect: skipping {jid}: {e}", file=sys.stderr)
+                continue
+            new[jid] = s
+            index.add(jid, kind, stamp, list(s["coord"]), {
+                "versions": s.get("versions", {}), "machine": s.get("machine", {}),  # runners/machine.py
+                "flags": [k for k, v in s.get("scalars", {}).items() if isinstance(v, bool)]})
+        read += new
+        reused += old
+        grid = sorted({_key(x) for c in {tuple(index.coord(j)) for j in (*new, *old)} for x in c})
+        where = {x: i for i, x in enumerate(grid)}
+        # one row per job with results: first the shards read now, then those reused
+        row = {jid: r for r, jid in enumerate((*new, *old))}
+        curves: dict[str, np.ndarray] = {}  # dataset variable name -> [row, grid]
+        scalars: dict[str, np.ndarray] = {}  # dataset variable name -> [row]
+        origin: dict[str, str] = {}  # dataset variable name -> the shard's name for it
+        col_of: dict[tuple, list[int]] = {}
+        for r, s in enumerate(new.values()):
+            key = tuple(s["coord"])
+            cols = col_of.get(key)
+            if cols is None:
+                cols = col_of[key] = [where[_key(x)] for x in key]
             for var, values in s["vars"].items():
-                arr = curves.setdefault(var, np.full([len(names), *shape, len(grid)], np.nan))
-                arr[at + (cols,)] = np.asarray(values, dtype=float)
+                name = prefix + RENAME.get(var, var)
+                arr = curves.get(name)
+                if arr is None:
+                    arr = curves[name] = np.full([len(row), len(grid)], np.nan)
+                    origin[name] = var
+                arr[r, cols] = np.asarray(values, dtype=float)
             for var, value in {**s.get("scalars", {}), "seconds": s.get("seconds", np.nan)}.items():
-                arr = scalars.setdefault(var, np.full([len(names), *shape], np.nan))
-                arr[at] = np.nan if value is None else float(value)
-            flags.update(prefix + RENAME.get(f, f) for f in s.get("flags", []))
+                name = prefix + RENAME.get(var, var)
+                arr = scalars.get(name)
+                if arr is None:
+                    arr = scalars[name] = np.full([len(row)], np.nan)
+                    origin[name] = var
+                arr[r] = np.nan if value is None else float(value)
+        if old:
+            prev.fill(kind, old, len(new), where, curves, scalars, len(row))
+        for jid in row:
+            flags.update(prefix + RENAME.get(f, f) for f in index.meta(jid)["flags"])
+        # rows -> the (name, *sweep) grid; one job may fill several cells
+        full = [len(names), *shape]
+        name_at = {n: i for i, n in enumerate(names)}
+        flat = np.ravel_multi_index([[name_at[c.name] for c in cells],
+                                     *([c.index[d] for c in cells] for d in sweep)], full)
+        src = np.asarray([row.get(c.job, -1) for c in cells], dtype=np.intp)
+        has = src >= 0
+        ids = np.full(int(np.prod(full)), "", dtype=object)
+        ids[flat] = [c.job for c in cells]
+        done = np.zeros(int(np.prod(full)), dtype=np.int8)
+        done[flat[has]] = 1
+        dims_ = (name_dim, *sweep, curve_dim)
         coords[name_dim] = (name_dim, np.asarray(names, dtype=str), {
             "long_name": "training run (a name under runs: in the spec)" if kind == "train"
             else "path query (a name under paths: in the spec)"})
         coords[curve_dim] = (curve_dim, np.asarray(grid, dtype=int if curve_dim == "step" else float))
-        for var, arr in curves.items():
-            data_vars[prefix + RENAME.get(var, var)] = (dims_, arr, _attrs(var, kind))
-        for var, arr in scalars.items():
-            data_vars[prefix + RENAME.get(var, var)] = (dims_[:-1], arr, _attrs(var, kind, scalar=True))
-        data_vars[f"{prefix or 'run_'}job_id"] = (dims_[:-1], ids.astype(str), {
+        for name, arr in curves.items():
+            out = np.full([int(np.prod(full)), len(grid)], np.nan)
+            out[flat[has]] = arr[src[has]]
+            data_vars[name] = (dims_, out.reshape(*full, len(grid)),
+                               _attrs(origin.get(name, name[len(prefix):]), kind))
+        for name, arr in scalars.items():
+            out = np.full(int(np.prod(full)), np.nan)
+            out[flat[has]] = arr[src[has]]
+            data_vars[name] = (dims_[:-1], out.reshape(full),
+                               _attrs(origin.get(name, name[len(prefix):]), kind, scalar=True))
+        data_vars[f"{prefix or 'run_'}job_id"] = (dims_[:-1], ids.reshape(full).astype(str), {
             "long_name": "studyspec job id (directory of the job in the store)"})
-        data_vars[f"{prefix or 'run_'}done"] = (dims_[:-1], done, {
+        data_vars[f"{prefix or 'run_'}done"] = (dims_[:-1], done.reshape(full), {
             "long_name": "1 if the job had finished and its results are in this file", "units": "1",
             "flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": "not_done done"})
+    versions: dict[str, set] = {}
+    for meta in {m: index.metas[m] for *_, m in index.jobs.values()}.values():
+        for k, v in meta.get("versions", {}).items():
+            versions.setdefault(k, set()).add(str(v))
     ds = xr.Dataset(data_vars, coords=coords)
     for name in flags | {p + f for _, _, _, p in KINDS for f in FLAGS}:
         if name in ds:
@@ -253,15 +350,16 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
         "created": created,
         "collect_id": uuid.uuid4().hex,
         "jobs_total": len(plan.jobs),
-        "jobs_collected": len(index),
+        "jobs_collected": len(index.jobs),
         "job_ids": " ".join(plan.jobs),
         "studyspec_version": __version__,
         **_library_versions(),
         **{f"{k}_version": ", ".join(sorted(v)) for k, v in versions.items()},
         **(extra_attrs or {}),
-        **machine_attrs(rec.get("machine", {}) for rec in index.values()),
+        **machine_attrs(index.metas[m].get("machine", {}) for m in {m for *_, m in index.jobs.values()}),
     })
-    return Collected(ds, read, reused, {"collect_id": ds.attrs["collect_id"], "jobs": index})
+    index.collect_id = ds.attrs["collect_id"]
+    return Collected(ds, read, reused, index.to_json())
 
 
 def machine_attrs(machines) -> dict:
