@@ -383,7 +383,8 @@ def report(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, 
            out: Optional[Path] = ReportOut,
            nc: Optional[Path] = typer.Option(None, "--nc", help="collected netCDF file (default: "
                                              "<output.results>/<study>.nc); collected first, incrementally")):
-    """Collect (new shards only), then write the figures and the table of the spec's claims, decided."""
+    """Collect (new shards only), then write the figures and the table of the spec's claims, decided, and
+    report.html: all of it in one self-contained page."""
     import xarray as xr
 
     from analysis import write_report
@@ -391,10 +392,13 @@ def report(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, 
     loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
     path = _collect(loaded, p, st, nc)
     folder = out or Path(loaded.study.output.results) / loaded.study.study / "report"
+    from analysis.page import write_page
+
+    command = "studyspec " + " ".join(sys.argv[1:])
     with xr.open_dataset(path) as ds:
-        md = write_report(ds, folder, source=str(path), command="studyspec " + " ".join(sys.argv[1:]),
-                          claims=dict(loaded.study.claims))
-    _console().print(f"wrote {md} and its figures in {folder}")
+        md = write_report(ds, folder, source=str(path), command=command, claims=dict(loaded.study.claims))
+        html = write_page(ds, md, command=command)
+    _console().print(f"wrote {md} and its figures in {folder}; one page to open or share: {html}")
 
 
 @app.command()

@@ -59,6 +59,7 @@ RENAME = {"sparsity": "weight_sparsity"}  # a measured quantity vs the swept tar
 FLAGS = {"monotone"}  # 0/1 quantities, stored as int8 (also any scalar a shard gives as a bool)
 KINDS = (("train", "run", "step", ""), ("path", "path", "t", "path_"))  # kind, name dim, curve dim, prefix
 INDEX_SUFFIX = ".index.json"
+CONVENTIONS = "CF-1.11"  # checked by compliance-checker --test cf:1.11 in tests/test_result_files.py
 
 
 def _coord_values(values):
@@ -341,7 +342,7 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
         ds["t"].attrs.update(long_name="position along the path (0 = from, 1 = to)", units="1")
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     ds.attrs.update({
-        "Conventions": "CF-1.10",
+        "Conventions": CONVENTIONS,
         "title": f"studyspec study {plan.study.study}",
         "source": f"studyspec {__version__}",
         "history": f"{created} {command or 'studyspec collect'}",
@@ -384,6 +385,8 @@ def _library_versions() -> dict[str, str]:
 
 
 def _attrs(var: str, kind: str, scalar: bool = False) -> dict:
+    """CF attributes of a variable. A loss is dimensionless for CF (units "1", as UDUNITS has no
+    nats); that it is in nats (natural-log cross-entropy) is said in its long_name."""
     name = RENAME.get(var, var)
     if name in ATTRS:
         long_name, units = ATTRS[name]
@@ -394,7 +397,25 @@ def _attrs(var: str, kind: str, scalar: bool = False) -> dict:
         long_name, units = name.replace("_", " "), "1"
     if kind == "path" and not scalar:
         long_name += ", along the path"
+    if units == "nats":
+        long_name, units = long_name + ", in nats", "1"
     return {"long_name": long_name, "units": units}
+
+
+def _encoding(ds) -> dict:
+    """CF layout on disk: no _FillValue on coordinates (CF forbids it there; xarray would add
+    NaN to float ones), and text coordinates (run, path, string sweep values) as fixed-width
+    character arrays, CF's label variables (a vlen string coordinate variable is not CF and
+    breaks CF checkers); xarray reads both back as before (strings, an index to .sel by name)."""
+    out = {}
+    for name, var in ds.coords.items():
+        enc = {"_FillValue": None}
+        if var.dtype.kind in "UO":
+            enc["dtype"] = "S1"
+        elif var.dtype == np.int64 and (not var.size or np.abs(var.values).max() < 2 ** 31):
+            enc["dtype"] = "int32"  # steps, seeds: int64 is not a CF type before CF-1.9
+        out[name] = enc
+    return out
 
 
 def write(ds, path: Path) -> Path:
@@ -406,7 +427,7 @@ def write(ds, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine="netcdf4")
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(ds))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
