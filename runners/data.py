@@ -135,6 +135,9 @@ def _folder(cfg: dict) -> Path:
 
 
 def _mnist_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
+    from runners.vision import require
+
+    require(f"dataset {cfg['dataset']}")
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     d = _folder(cfg)
@@ -345,6 +348,9 @@ class StreamBatches(Batches):
     """ImageNet-style data read from disk by a DataLoader with worker processes."""
 
     def __init__(self, data_cfg: dict, device="cpu"):
+        from runners.vision import require
+
+        require(f"dataset {data_cfg['dataset']}")
         from torchvision import datasets, transforms as T
 
         folder = _folder(data_cfg)

@@ -225,6 +225,9 @@ def _torchvision_resnet(in_shape, depth: int, n_classes: int, widths=None) -> nn
     """torchvision's model itself (parameter names as in torchvision: conv1.weight ... fc.weight),
     with a pre-hook that reshapes a flat batch. ``widths``: torchvision's ResNet class with
     other widths (``_WidthResNet``)."""
+    from runners.vision import require
+
+    require("model torchvision_resnet")
     import torchvision
 
     shape = _shape(in_shape, 3, 2)
