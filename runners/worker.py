@@ -77,13 +77,18 @@ def _run(job: dict, store: Store, world) -> bool:
         ranks = f" (node {os.environ.get('SLURMD_NODENAME', '?')}), rank {world.rank} of {world.size}"
     print(f"job {job['id']} ({job['kind']}) starting on {platform.node()}{ranks}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)", flush=True)
+    from runners import environment
+
+    env = environment.record()
+    if world.main:
+        write_atomic(store.run_dir(job["id"]) / environment.FILE, json.dumps(env, indent=1))
     start = time.time()
     inputs = {d: store.run_dir(d) for d in job["deps"]}
     metrics = runners.job.run(job, store.run_dir(job["id"]), inputs, store.cache_dir)
     metrics["machine"] = machine.describe()  # CPU model, instruction set, GPU: what bit-stability depends on
     metrics["job"] = job["id"]
     metrics["seconds"] = time.time() - start
-    metrics["versions"] = {"torch": torch.__version__, "python": platform.python_version()}
+    metrics["versions"] = environment.versions(env)
     if world.size > 1:
         metrics["tasks"] = world.size
         distributed.barrier()  # every rank is through training before the job counts as done

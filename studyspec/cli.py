@@ -303,6 +303,9 @@ def _collect(loaded, p, st, out: Optional[Path], fmt: str = "netcdf"):
     _console().print(f"wrote {path} ({ds.attrs['jobs_collected']}/{ds.attrs['jobs_total']} jobs; read "
                      f"{len(got.read)} new shard(s), reused {len(got.reused)}; "
                      f"variables: {', '.join(sorted(ds.data_vars))})")
+    if ds.attrs.get("environment_mixed"):
+        _console().print(f"warning: the jobs ran under different versions: {ds.attrs['environment_differences']} "
+                         "(environment.json in each job's run directory)")
     if fmt != "netcdf":
         table = export(ds, path.with_suffix("." + fmt), fmt)
         _console().print(f"wrote {table} (one row per run or path, sweep point and step or t)")

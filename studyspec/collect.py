@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, environment
 from .plan import Plan
 from .store import Store, write_atomic
 
@@ -327,10 +327,7 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
         data_vars[f"{prefix or 'run_'}done"] = (dims_[:-1], done.reshape(full), {
             "long_name": "1 if the job had finished and its results are in this file", "units": "1",
             "flag_values": np.array([0, 1], dtype=np.int8), "flag_meanings": "not_done done"})
-    versions: dict[str, set] = {}
-    for meta in {m: index.metas[m] for *_, m in index.jobs.values()}.values():
-        for k, v in meta.get("versions", {}).items():
-            versions.setdefault(k, set()).add(str(v))
+    versions = {jid: index.meta(jid).get("versions", {}) for jid in index.jobs}  # studyspec/environment.py
     ds = xr.Dataset(data_vars, coords=coords)
     for name in flags | {p + f for _, _, _, p in KINDS for f in FLAGS}:
         if name in ds:
@@ -355,7 +352,7 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
         "job_ids": " ".join(plan.jobs),
         "studyspec_version": __version__,
         **_library_versions(),
-        **{f"{k}_version": ", ".join(sorted(v)) for k, v in versions.items()},
+        **environment.attrs(versions, store),
         **(extra_attrs or {}),
         **machine_attrs(index.metas[m].get("machine", {}) for m in {m for *_, m in index.jobs.values()}),
     })
