@@ -3,6 +3,7 @@
 - curves: training curves per run (train loss, test accuracy), mean over seeds with a min-max band
 - paths: loss along each path (train solid, test dashed), mean over seeds with a min-max band
 - barriers: the barrier of every path, one dot per seed; sparse vs dense curves side by side
+- claims: every decided claim, its per-seed effects and intervals against its margin
 """
 
 from __future__ import annotations
@@ -118,4 +119,31 @@ def barriers(at, path: Path, title: str = "") -> Path | None:
     ax.set_title(("sparse vs dense curve barriers" if has_curves else "barrier of each path")
                  + f" {title}".rstrip() + "\n(bar = mean, dots = seeds)", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def claims(decided, path: Path, title: str = "") -> Path | None:
+    """One row per decision: the per-seed effects (dots), the 95% t interval (thin bar) and the
+    interval at its Holm level (thick bar), all minus the claim's margin, so the margin is the
+    line at 0 (units: each claim's metric); colour = decision."""
+    rows = [d for d in decided if d.effect.n]
+    if not rows:
+        return None
+    plt = _plt()
+    colors = {"holds": "tab:green", "does not hold": "tab:red", "undecided": "tab:gray"}
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    for i, d in enumerate(reversed(rows)):
+        e, c = d.effect, colors.get(d.effect.decision, "black")
+        thr = e.threshold
+        ax.plot(np.asarray(e.values) - thr, [i] * e.n, "o", ms=3, color=c, alpha=0.6)
+        if e.n >= 2:
+            ax.plot([e.ci95[0] - thr, e.ci95[1] - thr], [i, i], "-", lw=1, color=c)
+            ax.plot([e.ci[0] - thr, e.ci[1] - thr], [i, i], "-", lw=4, color=c, alpha=0.5)
+        ax.plot([e.mean - thr], [i], "|", ms=10, color="black")
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{d.claim}" + (f" ({d.where})" if d.where else "") + f" {'>' if d.effect.side == '>' else '<'}"
+                        for d in reversed(rows)], fontsize=8)
+    ax.set_xlabel("effect minus margin (claimed side: > 0 or < 0 as marked; metric units)")
+    ax.set_title(("claims " + title).strip() + ": green holds, red does not, grey undecided", fontsize=9)
     return _save(fig, path)

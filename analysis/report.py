@@ -28,6 +28,9 @@ def write_report(ds, out_dir: Path, source: str = "", command: str = "", claims:
             made = fn(at, out_dir / f"{kind}{_slug(where)}.png", title)
             if made:
                 figs.append((f"{kind} {where}".strip(), made))
+    made = figures.claims(decided, out_dir / "claims.png")
+    if made:
+        figs.insert(0, ("claims", made))
     study = ds.attrs.get("study", "study")
     lines = [f"# {study}: claims", ""]
     if source:

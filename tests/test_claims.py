@@ -244,6 +244,7 @@ def test_report_writes_the_claims_table(tmp_path):
     m = sum(d["n"] >= 2 for d in saved)
     assert min(d["level"] for d in saved if d["n"] >= 2) == pytest.approx(0.05 / m)
     assert (tmp_path / "report" / "paths_sparsity-0.9.png").stat().st_size > 5000
+    assert (tmp_path / "report" / "claims.png").stat().st_size > 5000 and "![claims](claims.png)" in text
 
 
 # --- adaptive seeds, end to end ----------------------------------------------------------
