@@ -186,6 +186,9 @@ def test_failure_cancels_dependants_then_relaunch_matches_local_numbers(cluster,
     assert re.search(rf"failed prune {prune0}: log \S*{prune0}/log.txt", status), status
     assert re.search(rf"cancelled scratch {scratch0}", status) and re.search(rf"cancelled bad_to_good {path0}", status)
     assert "2 cancelled, 1 done, 1 failed" in status
+    shown = json.loads(cli(cluster, "status", spec, "--store", store, "--json", check=True).stdout)  # docs/json.md
+    assert {j["id"]: (j["state"], j["slurm_task"]) for j in shown["jobs"]} == {
+        j: (states[j][0], r["task"]) for j, r in record["jobs"].items()}
 
     # fixed and launched again: only the failed job and its two dependants are submitted
     shutil.rmtree(store / prune0 / "final.pt")
