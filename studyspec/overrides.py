@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from .errors import Problem, UserError
-from .yamlpos import Located, load as load_yaml
+from .yamlpos import Located, load as load_yaml, loads as loads_yaml
 
 PART = re.compile(r"^([A-Za-z_][A-Za-z0-9_\-]*)((?:\[\d+\])*)$")
 
@@ -74,11 +74,14 @@ def parse(items: list[str] | None) -> list[Override]:
                 f"expected KEY.PATH=VALUE, got {text!r}", file=label,
                 hint="e.g. train.steps=300, sweep.seed=[0,1], runs.prune.schedule.every=20 (the value is YAML)"))
             continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as e:
-            problems.append(Problem(f"the value is not YAML: {getattr(e, 'problem', None) or e}", file=label,
-                                    where=_dotted(path), hint="quote it for the shell, e.g. 'sweep.seed=[0, 1]'"))
+        try:  # the spec loader's YAML, so a value reads as it would in the file (1:30:00 stays text)
+            value = loads_yaml(raw, label).data if raw.strip() else None
+        except UserError as e:
+            for p in e.problems:  # the override is the place; a line:col inside the value would mislead
+                p.where, p.line, p.col = _dotted(path), None, None
+                if "syntax" in p.message:
+                    p.hint = "write the value as in the file, quoted for the shell, e.g. 'sweep.seed=[0, 1]'"
+            problems += e.problems
             continue
         out.append(Override(i, text, tuple(path), value))
     if problems:

@@ -8,6 +8,7 @@ import yaml
 
 from conftest import BASE, studyspec
 from studyspec.errors import UserError
+from studyspec.load import loads
 from studyspec.overrides import load
 from studyspec.plan import build
 
@@ -42,10 +43,14 @@ def test_an_override_is_the_same_as_editing_the_file(write_spec):
     assert got.study.sweep["train.optimizer.lr"] == [0.1, 0.2]
     assert list(got.study.model.hidden) == [16]
     assert got.study.train.optimizer.name == "adam"
+    # values read as in the file (the spec loader's YAML): a time limit stays text, not sexagesimal 5400
+    slurm = load(spec, ["launch.slurm.time=1:30:00"], data_check=False)
+    assert slurm.study.launch.slurm.time == "1:30:00" and "'1:30:00'" in slurm.source.text
     # the resolved spec (what collect records) loads and says what ran
     resolved = yaml.safe_load(got.source.text)
     assert resolved["model"]["hidden"] == [16] and got.source.overrides[1] == "model.hidden[0]=16"
     assert got.source.text.startswith(f"# {spec} with command-line overrides: sweep.train.optimizer.lr")
+    assert loads(got.source.text, data_check=False).study == got.study  # the recorded spec is the one that ran
 
 
 @pytest.mark.parametrize("items, expected", [
@@ -57,7 +62,8 @@ def test_an_override_is_the_same_as_editing_the_file(write_spec):
                                        r"'prun'.*\n  hint: did you mean 'prune.final'\?"),
     (["sweep.train.optimizer.lrr=[0.1]"], r"^<override 1: sweep.train.optimizer.lrr=\[0.1\]>: .*is not a field"),
     (["sparsity=1.5"], r"^<override 1: sparsity=1.5>: sparsity: Input should be less than 1"),
-    (["sweep.seed=[0,1"], r"^<override 1: sweep.seed=\[0,1>: sweep.seed: the value is not YAML"),
+    (["sweep.seed=[0,1"], r"^<override 1: sweep.seed=\[0,1>: sweep.seed: YAML syntax error"),
+    (["train.steps=!!python/object:os.system 1"], r"^<override 1: .*>: train.steps: YAML tag .* is not allowed"),
     (["steps"], r"^<override 1: steps>: expected KEY.PATH=VALUE, got 'steps'"),
     (["train..steps=1"], r"^<override 1: train..steps=1>: expected KEY.PATH=VALUE"),
     (["train.steps.x=1"], r"^<override 1: train.steps.x=1>: train.steps.x: train.steps holds a value \(60\), not keys"),
