@@ -105,7 +105,8 @@ def test_report_page_renders_offline_in_a_browser(reported):
     figures = sorted(p.name for p in folder.glob("*.png"))
     assert figures
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=_chromium(),  # root in CI: no sandbox; small /dev/shm
+                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
         try:
             page = browser.new_page()
             errors, requests = [], []
