@@ -36,6 +36,8 @@ def save(run_dir: Path, cfg: dict, g: int, ctx, sampler, regime, rec: dict, coor
         "regime": regime.state_dict(),
         "rec": {k: list(v) for k, v in rec.items()}, "coord": list(coord),
     }
+    if getattr(ctx, "precision", None) is not None and ctx.precision.state_dict():
+        payload["precision"] = ctx.precision.state_dict()  # fp16: the gradient scaler
     artifacts.atomic_save(payload, Path(run_dir) / FILE)
 
 
@@ -59,6 +61,8 @@ def restore(state: dict, ctx, sampler, regime) -> tuple[int, dict, list]:
     ctx.new_optimizer()
     ctx.opt.load_state_dict(state["optimizer"])
     sampler.load_state_dict(state["sampler"])
+    if state.get("precision") and getattr(ctx, "precision", None) is not None:
+        ctx.precision.load_state_dict(state["precision"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -414,16 +414,18 @@ class StreamBatches(Batches):
         index = self.train_eval.tolist() if split == "train" else range(len(folder))
         items = [(i, 0) for i in index[lo:hi]]
         bs = min(batch_size, STREAM_EVAL_BATCH)
+        nb = self.device.type == "cuda"  # pinned batches (see _loader): copies overlap the next read
         for x, y in self._loader(folder, self.eval_tf, [items[i:i + bs] for i in range(0, len(items), bs)]):
-            yield x.to(self.device), y.to(self.device)
+            yield x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb)
 
     def eval_split(self, split="test"):
         return _StreamSplit(self, split)
 
     def examples(self, split, index_batches):
         folder = self.train if split == "train" else self.test
+        nb = self.device.type == "cuda"
         for x, y in self._loader(folder, self.eval_tf, [[(i, 0) for i in idx.tolist()] for idx in index_batches]):
-            yield x.to(self.device), y.to(self.device)
+            yield x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb)
 
     def state_dict(self):
         return {"perm": self._perm, "pos": self._pos, "seeds": self._seeds}

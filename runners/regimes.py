@@ -63,6 +63,7 @@ class Context:
         self.model: torch.nn.Module | None = None
         self.opt: torch.optim.Optimizer | None = None
         self.masks: dict | None = None  # None: dense
+        self.precision = None  # runners.precision.Precision of a training job
 
     def build(self, model_cfg: dict | None = None, seed: int | None = None) -> torch.nn.Module:
         torch.manual_seed(self.seed if seed is None else seed)

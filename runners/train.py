@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from runners import artifacts, checkpoint, data, distributed, masks as M
+from runners.precision import Precision
 from runners.evaluate import EVAL_BATCH, as_split, evaluate, evaluate_sums  # noqa: F401  (EVAL_BATCH: API)
 from runners.optim import lr_at, make_optimizer, set_lr  # noqa: F401  (lr_at, make_optimizer: API)
 from runners.regimes import Context, derive_seed, make  # noqa: F401  (derive_seed: API)
@@ -140,8 +141,10 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
     steps = n_steps(tcfg, batches.n_train, bs)
 
     ctx = Context(cfg, run_dir, inputs, steps, in_features, n_classes, device)
+    ctx.precision = Precision(tcfg, device)  # train.precision, channels_last (fp32: no change)
     regime = make(cfg["regime"], ctx)
     regime.start()
+    ctx.precision.model(ctx.model)
     ctx.new_optimizer()
     total = regime.total_steps()
     sampler = Sampler(batches, derive_seed(seed, "data"))
@@ -201,12 +204,14 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
         resumed = False
         _, t = regime.local_step(g)
         xs, ys, n = sampler.next_part(*distributed.part())  # this process's slice of the global batch
-        if len(ys) == n:
-            loss = F.cross_entropy(ctx.model(xs), ys, label_smoothing=smoothing)
-        else:  # summed over the processes by all_reduce_grads: the gradient of the batch mean
-            loss = F.cross_entropy(ctx.model(xs), ys, label_smoothing=smoothing, reduction="sum") / n
+        with ctx.precision.autocast():  # fp32: a no-op
+            out = ctx.model(ctx.precision.inputs(xs))
+            if len(ys) == n:
+                loss = F.cross_entropy(out, ys, label_smoothing=smoothing)
+            else:  # summed over the processes by all_reduce_grads: the gradient of the batch mean
+                loss = F.cross_entropy(out, ys, label_smoothing=smoothing, reduction="sum") / n
         ctx.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        ctx.precision.backward(loss, ctx.opt)  # fp16: scaled, then unscaled before anything reads the gradients
         distributed.all_reduce_grads(ctx.model)
         if regime.after_backward(g):
             keep = float_masks()
@@ -215,7 +220,7 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
             with torch.no_grad():
                 for p, fm in keep:
                     p.grad.mul_(fm)
-        ctx.opt.step()
+        ctx.precision.step(ctx.opt)
         if keep is not None:
             with torch.no_grad():
                 for p, fm in keep:

@@ -7,7 +7,10 @@ The model (documented in docs/results.md, printed with every estimate):
 
 where C is the GPU-seconds per training example (forward + backward) of the
 architecture on one V100-class GPU in fp32 (the table below, from public
-throughput figures), and a forward pass costs C / 3. It ignores data loading,
+throughput figures), and a forward pass costs C / 3. With train.precision bf16 or
+fp16 the training term's C is multiplied by PRECISION (mixed precision on tensor
+cores: NVIDIA's published ResNet-50 figures give about 2.5-3x the fp32 throughput;
+bf16 needs an Ampere-class GPU or newer); evaluations run in fp32 and keep C. It ignores data loading,
 checkpointing and queueing: read it as the order of magnitude, not a budget.
 """
 
@@ -33,6 +36,7 @@ SIZES = {  # (train examples used for the train loss, test examples)
     "cifar10": (50000, 10000), "cifar100": (50000, 10000), "imagenet": (1281167, 50000),
 }
 UNKNOWN = 1e-3
+PRECISION = {"fp32": 1.0, "bf16": 0.4, "fp16": 0.4}  # training cost per example relative to fp32
 
 
 def per_example(model: dict) -> float:
@@ -73,7 +77,8 @@ def seconds(job_config: dict) -> float:
         steps = _steps(train, data)
         evals = steps // max(1, train.get("eval_every", 100)) + 1
         rounds = job_config.get("regime", {}).get("rounds", 1) if job_config.get("regime", {}).get("regime") == "imp" else 1
-        return rounds * steps * (OVERHEAD + batch * c) + evals * eval_cost
+        c_train = c * PRECISION.get(train.get("precision", "fp32"), 1.0)
+        return rounds * steps * (OVERHEAD + batch * c_train) + evals * eval_cost
     path = job_config.get("path", {})
     total = path.get("points", 29) * eval_cost
     if path.get("kind") in ("bezier", "polychain"):

@@ -209,6 +209,13 @@ class Train(Strict):
         1000, description="write a resume checkpoint every N steps (0: never); a killed job "
                           "restarts from it and finishes bit-identical")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="training arithmetic: bf16 or fp16 run the training forward pass under "
+                            "autocast (fp16 with a gradient scaler) on fp32 master weights; masks, "
+                            "pruning, evaluations and paths stay fp32 (runners/precision.py)")
+    channels_last: bool = Field(False, description="channels-last memory format for conv nets on images "
+                                                   "(faster on GPUs with tensor cores); no effect on "
+                                                   "other models")
 
     @model_validator(mode="after")
     def _length(self):
