@@ -401,7 +401,28 @@ def report(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, 
     with xr.open_dataset(path) as ds:
         md = write_report(ds, folder, source=str(path), command=command, claims=dict(loaded.study.claims))
         html = write_page(ds, md, command=command)
+    _print_claims(md.parent / "claims.json")
     _console().print(f"wrote {md} and its figures in {folder}; one page to open or share: {html}")
+
+
+def _print_claims(path: Path) -> None:
+    """The decided claims as a table on the console (the full one is in claims.md)."""
+    from rich.table import Table
+
+    decided = json.loads(path.read_text())
+    if not decided:
+        _console().print("no claims in this spec (`claims:`)")
+        return
+    table = Table(title="claims (95% Student t interval; decision at the Holm level)", title_justify="left")
+    for col in ("claim", "where", "n", "mean", "95% CI", "Holm level", "decision"):
+        table.add_column(col, justify="right" if col in ("n", "mean", "Holm level") else "left")
+
+    def f(x):
+        return "n/a" if x is None or x != x else f"{x:.3g}"
+    for d in decided:
+        table.add_row(d["claim"], d["where"] or "-", str(d["n"]), f(d["mean"]), f"[{f(d['ci95'][0])}, {f(d['ci95'][1])}]",
+                      f"{d['level']:.3g}", d["decision"])
+    _console().print(table)
 
 
 @app.command()

@@ -200,6 +200,7 @@ def test_cli_report_writes_figures_and_claims(store, tmp_path):
     out = tmp_path / "rep"
     proc = studyspec("report", spec, "--store", store, "--nc", tmp_path / "inc.nc", "--out", out, check=True)
     assert "read 4 new shard(s)" in proc.stderr
+    assert "claims (95% Student t interval" in proc.stderr and "gap" in proc.stderr and "undecided" in proc.stderr
     for png in ("curves.png", "paths.png", "barriers.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     text = (out / "claims.md").read_text()
