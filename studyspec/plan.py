@@ -67,10 +67,26 @@ def _dump(model, defaults: bool) -> Any:
     return out
 
 
-def _resolve(model, ids: dict[str, str], defaults: bool, by_field: bool = False) -> dict:
+class _Dumps:
+    """_dump of each model object once: sweep points that differ only in their seed share
+    their data, model, train, runs and paths objects (sweep.apply), so a plan of 10^5 jobs
+    dumps a handful of models, not 10^5. The dicts are shared by the jobs; nothing mutates
+    them (_resolve copies the top level it changes)."""
+
+    def __init__(self):
+        self.done: dict[tuple[int, bool], tuple[Any, Any]] = {}  # (id, defaults) -> (model, dump)
+
+    def __call__(self, model, defaults: bool) -> Any:
+        held = self.done.get((id(model), defaults))
+        if held is None or held[0] is not model:
+            held = self.done[(id(model), defaults)] = (model, _dump(model, defaults))
+        return held[1]
+
+
+def _resolve(model, ids: dict[str, str], defaults: bool, by_field: bool = False, dump=_dump) -> dict:
     """Dump a regime or path with its references replaced by {job, artifact}
     (`ids`: run name -> job id, or with `by_field`, field name -> job id)."""
-    out = _dump(model, defaults)
+    out = dict(dump(model, defaults))
     # discriminators are required fields, kept even by exclude_defaults
     for field_name, ref in model.refs().items():
         run, artifact = split_ref(ref)
@@ -83,20 +99,21 @@ def build(study: Study) -> Plan:
     order = run_order(study)
     ids_at: dict[tuple, dict[str, str]] = {}  # sweep point (coordinate indices) -> run -> job id
     deferred = []  # paths are planned once every point's runs are, so endpoints may lie at other points
+    dump = _Dumps()
     for point in points(study):
         at = apply(study, point)
         ids: dict[str, str] = {}
         stage: dict[str, int] = {}
-        shared = {name: (_dump(getattr(at, name), True), _dump(getattr(at, name), False))
+        shared = {name: (dump(getattr(at, name), True), dump(getattr(at, name), False))
                   for name in ("data", "model", "train")}
         for name in order:
             regime = at.runs[name]
             deps = tuple(dict.fromkeys(ids[split_ref(r)[0]] for r in regime.refs().values()))
             seed = at.seed + regime.seed_offset  # the runner sees one plain seed
             full = {"kind": "train", "seed": seed, **{k: v[0] for k, v in shared.items()},
-                    "regime": _resolve(regime, ids, True)}
+                    "regime": _resolve(regime, ids, True, dump=dump)}
             key = {"kind": "train", "seed": seed, **{k: v[1] for k, v in shared.items()},
-                   "regime": _resolve(regime, ids, False)}
+                   "regime": _resolve(regime, ids, False, dump=dump)}
             for part in (full, key):  # run-level settings the runner sees elsewhere
                 part["regime"].pop("seed_offset", None)
                 if part["regime"].pop("steps", None) is not None:  # this run's own length of training
@@ -129,9 +146,9 @@ def build(study: Study) -> Plan:
                 # both ends at given seeds (the seed control): one job, not one per seed of the sweep
                 seed = pins[0]["seed"]
             full = {"kind": "path", "seed": seed, "data": shared["data"][0],
-                    "model": shared["model"][0], "path": _resolve(path, end_ids, True, by_field=True)}
+                    "model": shared["model"][0], "path": _resolve(path, end_ids, True, by_field=True, dump=dump)}
             key = {"kind": "path", "seed": seed, "data": shared["data"][1],
-                   "model": shared["model"][1], "path": _resolve(path, end_ids, False, by_field=True)}
+                   "model": shared["model"][1], "path": _resolve(path, end_ids, False, by_field=True, dump=dump)}
             pid = _add(plan, full, key, deps, 1 + max(plan.jobs[d].stage for d in deps))
             plan.cells.append(Cell("path", name, point["_index"], pid))
     return plan
