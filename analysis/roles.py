@@ -1,10 +1,11 @@
-"""What each run and path of a study *is*, read from the spec text stored in the dataset.
+"""What each run and path of a study *is*, read from the spec stored in the dataset
+(``ds.attrs["spec"]``, validated into a ``Study``: its defaults are the spec's).
 
 Roles of runs (by regime, not by name):
-- ``prune``: regime prune; ``dense``: regime dense; ``small_dense``, ``static``: those regimes
+- ``prune``: regime prune; ``dense``: regime dense; ``small_dense``: that regime
 - ``scratch``: a fixed mask with a fresh init (``init: fresh``)
 - ``lottery``: a fixed mask started from a prune run's ``init`` or ``step[N]`` (rewinding)
-- ``continue``: a fixed/static mask started from a scratch run's ``final`` weights (E5 control)
+- ``continue``: a fixed mask started from a scratch run's ``final`` weights (E5 control)
 - ``escape``: a dynamic sparse regime (rigl, set) started from a scratch run's ``final`` (E5)
 - otherwise the regime's name
 
@@ -23,11 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import yaml
+from studyspec.spec import Study, split_ref
+from studyspec.spec.paths import Bezier, Curve, Endpoint
+from studyspec.spec.regimes import MaskedStart
 
 SPARSE_ROLES = ("prune", "scratch", "lottery")
 DYNAMIC = ("rigl", "set")
-CURVES = ("bezier", "polychain")
 
 
 @dataclass(frozen=True)
@@ -41,42 +43,48 @@ class PathRole:
     end: str
 
 
-def _spec(ds) -> dict:
+def study_of(ds) -> Study | None:
+    """The validated study of the spec text stored in the dataset (None: none, or invalid)."""
+    from studyspec.errors import UserError
+    from studyspec.load import loads
+
+    text = ds.attrs.get("spec", "") or ""
+    if not text:
+        return None
     try:
-        data = yaml.safe_load(ds.attrs.get("spec", "") or "") or {}
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        return loads(text, file="<dataset spec>", data_check=False).study
+    except UserError:
+        return None
 
 
-def run_roles(ds) -> dict[str, str]:
+def run_roles(ds, study: Study | None = None) -> dict[str, str]:
     """run name -> role, for every run in the dataset."""
-    runs = (_spec(ds).get("runs") or {})
+    study = study_of(ds) if study is None else study
+    runs = study.runs if study is not None else {}
     names = [str(r) for r in ds["run"].values] if "run" in ds.coords else []
     out: dict[str, str] = {}
 
     def role(name, seen=()):
         if name in out:
             return out[name]
-        cfg = runs.get(name)
-        if not isinstance(cfg, dict):
+        regime = runs.get(name)
+        if regime is None:
             return name  # no spec: the name is the role (prune, scratch, lottery, dense)
-        regime = str(cfg.get("regime", name))
-        init = cfg.get("init", "fresh")
-        src, _, art = str(init).partition(".")
+        init = regime.init if isinstance(regime, MaskedStart) else None  # the other regimes start fresh
+        src, art = split_ref(init) if init not in (None, "fresh") else (None, "")
         src_role = role(src, seen + (name,)) if src in runs and src not in seen + (name,) else None
-        if regime in ("prune", "dense", "small_dense"):
-            r = regime
-        elif regime in DYNAMIC and src_role == "scratch" and art == "final":
+        if regime.regime in ("prune", "dense", "small_dense"):
+            r = regime.regime
+        elif regime.regime in DYNAMIC and src_role == "scratch" and art == "final":
             r = "escape"
-        elif regime in ("fixed_mask", "static") and init in (None, "fresh"):
-            r = "scratch" if regime == "fixed_mask" else "static"
+        elif regime.regime == "fixed_mask" and init == "fresh":
+            r = "scratch"
         elif src_role == "prune" and (art == "init" or art.startswith("step[")):
             r = "lottery"
         elif src_role == "scratch" and art == "final":
             r = "continue"
         else:
-            r = regime
+            r = regime.regime
         out[name] = r
         return r
 
@@ -85,32 +93,34 @@ def run_roles(ds) -> dict[str, str]:
     return {n: out.get(n, n) for n in names} if names else out
 
 
-def path_roles(ds) -> dict[str, PathRole]:
+def path_roles(ds, study: Study | None = None) -> dict[str, PathRole]:
     """path name -> PathRole, for every path in the dataset."""
     if "path" not in ds.coords:
         return {}
-    spec = _spec(ds)
-    paths = spec.get("paths") or {}
-    roles = run_roles(ds)
-    for name in (spec.get("runs") or {}):
+    study = study_of(ds) if study is None else study
+    paths = study.paths if study is not None else {}
+    roles = run_roles(ds, study)
+    for name in (study.runs if study is not None else {}):
         roles.setdefault(name, name)
     out = {}
     for name in (str(p) for p in ds["path"].values):
-        cfg = paths.get(name) or {}
-        start, end = _end(cfg.get("from", "?.?")), _end(cfg.get("to", "?.?"))
-        kind = str(cfg.get("kind", "linear"))
-        subspace = cfg.get("subspace") or ("sparse" if kind in CURVES else None)
-        degree = cfg.get("degree", 2 if kind == "bezier" else None)
-        out[name] = PathRole(name, _experiment(start, end, kind, subspace, roles), kind,
+        path = paths.get(name)
+        if path is None:
+            out[name] = PathRole(name, "other", "linear", None, None, "?.?", "?.?")
+            continue
+        start, end = _end(path.from_), _end(path.to)
+        subspace = path.subspace if isinstance(path, Curve) else None
+        degree = path.degree if isinstance(path, Bezier) else None
+        out[name] = PathRole(name, _experiment(start, end, path.kind, subspace, roles), path.kind,
                              subspace, degree, start, end)
     return out
 
 
 def _end(end) -> str:
     """'scratch.final', or 'scratch.final@seed=1' for an endpoint pinned to another sweep point."""
-    if isinstance(end, dict):
-        at = ",".join(f"{k}={v}" for k, v in sorted((end.get("at") or {}).items()))
-        return f"{end.get('ref', '?.?')}" + (f"@{at}" if at else "")
+    if isinstance(end, Endpoint):
+        at = ",".join(f"{k}={v}" for k, v in sorted(end.at.items()))
+        return end.ref + (f"@{at}" if at else "")
     return str(end)
 
 

@@ -7,19 +7,21 @@
 | mask      | mask.pt     |  {param name: bool tensor}, final mask (runs with a mask)
 | step[N]   | step_N.pt   |  state_dict after N steps
 
-A reference is ``{"job": id, "artifact": name}``; the file lives under ``inputs[id]``.
-All writes are atomic (temp file in the same directory + os.replace). In a job of
+A reference is an ``ArtifactRef`` (studyspec.spec.jobs: ``job``, ``artifact``; in job.json
+``{"job": id, "artifact": name}``); the file lives under ``inputs[job]``.
+All writes are atomic (studyspec.atomic: temp file in the same directory + rename). In a job of
 several processes (runners/distributed.py) only rank 0 writes; the others skip the write.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import torch
 
 from runners import distributed
+from studyspec.atomic import write_with
+from studyspec.spec.jobs import ArtifactRef
 
 _STEP = re.compile(r"^step\[(\d+)\]$")
 _FILES = {"init": "init.pt", "final": "final.pt", "mask": "mask.pt"}
@@ -38,28 +40,20 @@ def step_filename(n: int) -> str:
     return f"step_{int(n)}.pt"
 
 
-def resolve(ref: dict, inputs: dict[str, Path]) -> Path:
+def resolve(ref: ArtifactRef, inputs: dict[str, Path]) -> Path:
     """Path of the file a reference names; FileNotFoundError if it is missing."""
-    job_id = ref["job"]
-    if job_id not in inputs:
-        raise KeyError(f"reference to job {job_id!r}, which is not among this job's inputs {sorted(inputs)}")
-    path = Path(inputs[job_id]) / filename(ref["artifact"])
+    if ref.job not in inputs:
+        raise KeyError(f"reference to job {ref.job!r}, which is not among this job's inputs {sorted(inputs)}")
+    path = Path(inputs[ref.job]) / filename(ref.artifact)
     if not path.exists():
-        raise FileNotFoundError(f"artifact {ref['artifact']!r} of job {job_id} not found: {path}")
+        raise FileNotFoundError(f"artifact {ref.artifact!r} of job {ref.job} not found: {path}")
     return path
 
 
 def atomic_save(obj, path: Path) -> None:
     if not distributed.is_main():
         return
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_state(model: torch.nn.Module, path: Path) -> None:
@@ -70,7 +64,7 @@ def load_obj(path: Path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load_state(ref: dict, inputs: dict[str, Path]) -> dict:
-    if ref["artifact"] == "mask":
+def load_state(ref: ArtifactRef, inputs: dict[str, Path]) -> dict:
+    if ref.artifact == "mask":
         raise ValueError(f"reference {ref} names a mask where weights are needed")
     return load_obj(resolve(ref, inputs))

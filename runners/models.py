@@ -1,10 +1,12 @@
-"""Models. ``build(model_cfg, in_shape, n_classes) -> nn.Module``.
+"""Models. ``build(model, in_shape, n_classes, widths=None) -> nn.Module``.
 
-``in_shape`` is the shape of one example, e.g. ``(1, 28, 28)`` or ``(40,)``; a plain
-int (the number of input features, as older callers pass) also works: the conv
-nets then assume a square image with 1 (LeNet-5) or 3 (ResNets) channels, or a
-1-channel sequence (conv1d). Every model reshapes a flat input batch to
-``(batch, *in_shape)`` itself, so the data may come flat or shaped.
+``model`` is the spec's model section (``studyspec.spec.train``: ``MLP``, ``LeNet5`` ...);
+each arch's implementation registers against its spec class (``runners.registry``).
+``in_shape`` is the shape of one example as the dataset's facts give it
+(``studyspec.datasets.FACTS``), e.g. ``(1, 28, 28)`` or ``(1, 40)``: image nets take
+(channels, height, width), conv1d (channels, length), the MLPs any shape (flattened);
+a shape of another rank is an error, never guessed. Every model reshapes a flat input
+batch to ``(batch, *in_shape)`` itself, so the data may come flat or shaped.
 
 Archs (the spec models are in studyspec/spec/train.py):
 
@@ -25,9 +27,9 @@ Archs (the spec models are in studyspec/spec/train.py):
 - ``torchvision_resnet``: ``torchvision.models.resnet{depth}(weights=None)``
   (random init; nothing is downloaded).
 
-Widths (what ``small_dense`` scales, runners/regimes.py; ``widths(cfg)`` /
-``with_widths(cfg, ws)``): ``hidden`` (mlp; lenet300_100 becomes the mlp), ``channels``
-(conv1d), and a ``widths`` list the spec does not expose (set by small_dense only):
+Widths (what ``small_dense`` scales, runners/regimes.py; ``widths(model)``, and
+``build(..., widths=ws)`` builds the arch with others): ``hidden`` (mlp, lenet300_100),
+``channels`` (conv1d), and widths the spec does not expose:
 lenet5 ``[conv1, conv2, fc1, fc2]`` (default [6, 16, 120, 84]); resnet the three stage
 widths ``[w, 2w, 4w]`` (the stem has the first); wrn ``[stem, 16k, 32k, 64k]`` (stem 16);
 torchvision_resnet ``[stem, planes of the 4 stages]`` (default [64, 64, 128, 256, 512];
@@ -45,22 +47,18 @@ import math
 import torch
 from torch import nn
 
+import studyspec.spec.train as S
+from runners.registry import implements, lookup
+from studyspec.spec.custom import import_target
 
-def _shape(in_shape, channels: int, dims: int) -> tuple[int, ...]:
-    """One example's shape: ``in_shape`` as given, or built from a feature count."""
-    if isinstance(in_shape, (tuple, list, torch.Size)):
-        shape = tuple(int(s) for s in in_shape)
-        if len(shape) == dims + 1:
-            return shape
-        in_shape = math.prod(shape)
-    n = int(in_shape)
-    if dims == 1:
-        return (channels, n // channels)
-    side = math.isqrt(n // channels)
-    if channels * side * side != n:
-        raise ValueError(f"cannot view {n} input features as {channels} square image channel(s); "
-                         "pass the input shape, e.g. (3, 32, 32)")
-    return (channels, side, side)
+
+def _shape(in_shape, dims: int, arch: str) -> tuple[int, ...]:
+    """One example's shape, checked: ``dims`` axes after the channels."""
+    shape = tuple(int(v) for v in in_shape)
+    if len(shape) != dims + 1:
+        what = "(channels, height, width) images" if dims == 2 else "(channels, length) sequences"
+        raise ValueError(f"{arch} takes {what}; this dataset's examples have shape {shape}")
+    return shape
 
 
 class _Shaped(nn.Module):
@@ -92,7 +90,7 @@ class MLP(nn.Module):
 class LeNet5(_Shaped):
     def __init__(self, in_shape, n_classes: int, widths=None):
         super().__init__()
-        self.in_shape = _shape(in_shape, 1, 2)
+        self.in_shape = _shape(in_shape, 2, "lenet5")
         c, h, w = self.in_shape
         c1, c2, f1, f2 = (int(v) for v in (widths or LENET5_WIDTHS))
         pad = 2 if h < 32 else 0  # the 32x32 input of the original, reached by padding 28x28
@@ -111,7 +109,7 @@ class LeNet5(_Shaped):
 class Conv1dNet(_Shaped):
     def __init__(self, in_shape, channels: list[int], kernel: int, n_classes: int):
         super().__init__()
-        self.in_shape = _shape(in_shape, 1, 1)
+        self.in_shape = _shape(in_shape, 1, "conv1d")
         layers: list[nn.Module] = []
         c = self.in_shape[0]
         for ch in channels:
@@ -153,7 +151,7 @@ class CifarResNet(_Shaped):
             raise ValueError(f"resnet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
         stages = [int(v) for v in (widths or (width, 2 * width, 4 * width))]
-        self.in_shape = _shape(in_shape, 3, 2)
+        self.in_shape = _shape(in_shape, 2, "resnet")
         self.conv1, self.bn1 = _conv3x3(self.in_shape[0], stages[0]), nn.BatchNorm2d(stages[0])
         blocks, cin = [], stages[0]
         for stage, cout in enumerate(stages):
@@ -195,7 +193,7 @@ class WideResNet(_Shaped):
             raise ValueError(f"wrn depth must be 6n+4, got {depth}")
         n = (depth - 4) // 6
         stem, *stages = [int(v) for v in (widths or (16, 16 * width, 32 * width, 64 * width))]
-        self.in_shape = _shape(in_shape, 3, 2)
+        self.in_shape = _shape(in_shape, 2, "wrn")
         self.conv1 = _conv3x3(self.in_shape[0], stem)
         blocks, cin = [], stem
         for stage, cout in enumerate(stages):
@@ -230,7 +228,7 @@ def _torchvision_resnet(in_shape, depth: int, n_classes: int, widths=None) -> nn
     require("model torchvision_resnet")
     import torchvision
 
-    shape = _shape(in_shape, 3, 2)
+    shape = _shape(in_shape, 2, "torchvision_resnet")
     if shape[0] != 3:
         raise ValueError(f"torchvision_resnet takes 3-channel images, got shape {shape}")
     if widths is None:
@@ -281,71 +279,91 @@ class _Reshape:
         return None if tuple(x.shape[1:]) == self.shape else (x.reshape(x.shape[0], *self.shape),)
 
 
-def _features(in_shape) -> int:
-    return math.prod(in_shape) if isinstance(in_shape, (tuple, list, torch.Size)) else int(in_shape)
-
-
-ARCHS = {
-    "mlp": lambda c, s, k: MLP(_features(s), list(c.get("hidden", [300, 100])), k),
-    "lenet300_100": lambda c, s, k: MLP(_features(s), [300, 100], k),
-    "lenet5": lambda c, s, k: LeNet5(s, k, c.get("widths")),
-    "conv1d": lambda c, s, k: Conv1dNet(s, list(c.get("channels", [32, 32, 32])), int(c.get("kernel", 5)), k),
-    "resnet": lambda c, s, k: CifarResNet(s, int(c.get("depth", 20)), int(c.get("width", 16)), k, c.get("widths")),
-    "wrn": lambda c, s, k: WideResNet(s, int(c.get("depth", 28)), int(c.get("width", 10)), k, c.get("widths")),
-    "torchvision_resnet": lambda c, s, k: _torchvision_resnet(s, int(c.get("depth", 50)), k, c.get("widths")),
-}
 LENET5_WIDTHS = [6, 16, 120, 84]
 
 
-def widths(model_cfg: dict) -> list[int]:
-    """The layer widths of a model config, input side first (see the top of the module)."""
-    arch, c = model_cfg["arch"], model_cfg
-    if arch == "mlp":
-        return [int(h) for h in c.get("hidden", [300, 100])]
-    if arch == "lenet300_100":
-        return [300, 100]
-    if arch == "conv1d":
-        return [int(h) for h in c.get("channels", [32, 32, 32])]
-    if "widths" in c:
-        return [int(h) for h in c["widths"]]
-    if arch == "lenet5":
-        return list(LENET5_WIDTHS)
-    if arch == "resnet":
-        w = int(c.get("width", 16))
-        return [w, 2 * w, 4 * w]
-    if arch == "wrn":
-        k = int(c.get("width", 10))
-        return [16, 16 * k, 32 * k, 64 * k]
-    if arch == "torchvision_resnet":
-        return list(TORCHVISION_WIDTHS)
-    raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
+class Arch:
+    """An arch's implementation: ``build(spec, in_shape, n_classes, widths)`` (widths None:
+    the spec's own) and ``widths(spec)``, its layer widths input side first (what
+    small_dense scales, see the top of the module). ``mlp_like``: small_dense adjusts the
+    last two widths by up to 3 units (else every width by up to 1)."""
+
+    mlp_like = False
+
+    @staticmethod
+    def widths(spec) -> list[int]:
+        raise NotImplementedError
+
+    @staticmethod
+    def build(spec, in_shape, n_classes: int, widths=None) -> nn.Module:
+        raise NotImplementedError
 
 
-def with_widths(model_cfg: dict, ws: list[int]) -> dict:
-    """The model config with the widths ``ws`` (the order of ``widths``)."""
-    ws = [int(w) for w in ws]
-    arch = model_cfg["arch"]
-    if arch == "mlp":
-        return dict(model_cfg, hidden=ws)
-    if arch == "lenet300_100":
-        return {"arch": "mlp", "hidden": ws}
-    if arch == "conv1d":
-        return dict(model_cfg, channels=ws)
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
-    if len(ws) != len(widths(model_cfg)):
-        raise ValueError(f"{arch} takes {len(widths(model_cfg))} widths, got {ws}")
-    return dict(model_cfg, widths=ws)
+@implements(S.MLP)
+class _MLP(Arch):
+    mlp_like = True
+    widths = staticmethod(lambda spec: list(spec.hidden))
+    build = staticmethod(lambda spec, s, k, widths=None: MLP(math.prod(s), list(widths or spec.hidden), k))
 
 
-def build(model_cfg: dict, in_shape, n_classes: int) -> nn.Module:
-    """Build the model named by ``model_cfg["arch"]`` (uses the global torch RNG for init).
-    ``in_shape``: one example's shape, or its number of features."""
-    arch = model_cfg["arch"]
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; known archs: {sorted(ARCHS)}")
-    net = ARCHS[arch](model_cfg, in_shape, int(n_classes))
-    if model_cfg.get("zero_init_residual"):
+@implements(S.LeNet300)
+class _LeNet300(Arch):
+    mlp_like = True
+    widths = staticmethod(lambda spec: [300, 100])
+    build = staticmethod(lambda spec, s, k, widths=None: MLP(math.prod(s), list(widths or [300, 100]), k))
+
+
+@implements(S.LeNet5)
+class _LeNet5(Arch):
+    widths = staticmethod(lambda spec: list(LENET5_WIDTHS))
+    build = staticmethod(lambda spec, s, k, widths=None: LeNet5(s, k, widths))
+
+
+@implements(S.Conv1d)
+class _Conv1d(Arch):
+    widths = staticmethod(lambda spec: list(spec.channels))
+    build = staticmethod(lambda spec, s, k, widths=None: Conv1dNet(s, list(widths or spec.channels), spec.kernel, k))
+
+
+@implements(S.ResNet)
+class _ResNet(Arch):
+    widths = staticmethod(lambda spec: [spec.width, 2 * spec.width, 4 * spec.width])
+    build = staticmethod(lambda spec, s, k, widths=None: _zero_init(
+        spec, CifarResNet(s, spec.depth, spec.width, k, widths)))
+
+
+@implements(S.WRN)
+class _WRN(Arch):
+    widths = staticmethod(lambda spec: [16, 16 * spec.width, 32 * spec.width, 64 * spec.width])
+    build = staticmethod(lambda spec, s, k, widths=None: WideResNet(s, spec.depth, spec.width, k, widths))
+
+
+@implements(S.TorchvisionResNet)
+class _TorchvisionResNet(Arch):
+    widths = staticmethod(lambda spec: list(TORCHVISION_WIDTHS))
+    build = staticmethod(lambda spec, s, k, widths=None: _zero_init(spec, _torchvision_resnet(s, spec.depth, k, widths)))
+
+
+@implements(S.CustomModel)
+class _Custom(Arch):
+    """A model by import path: ``target(in_shape, n_classes, **args)`` (studyspec/spec/custom.py)."""
+
+    @staticmethod
+    def widths(spec) -> list[int]:
+        raise ValueError(f"{spec.target} is a custom model: small_dense cannot scale its widths")
+
+    @staticmethod
+    def build(spec, in_shape, n_classes: int, widths=None) -> nn.Module:
+        if widths is not None:
+            _Custom.widths(spec)
+        net = import_target(spec.target)(tuple(in_shape), n_classes, **spec.args)
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"{spec.target} returned {type(net).__name__}, not a torch.nn.Module")
+        return net
+
+
+def _zero_init(spec, net: nn.Module) -> nn.Module:
+    if spec.zero_init_residual:
         zero_last_bn(net)
     return net
 
@@ -363,3 +381,31 @@ def zero_last_bn(net: nn.Module) -> int:
             nn.init.zeros_(last.weight)
             n += 1
     return n
+
+
+def spec_of(model) -> "S.Model":
+    """A model spec object; a plain dict (tests, notebooks) is validated into one."""
+    if isinstance(model, dict):
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(S.Model).validate_python(model)
+    return model
+
+
+def arch(model) -> Arch:
+    """The implementation of a model spec's arch."""
+    return lookup(spec_of(model))
+
+
+def widths(model) -> list[int]:
+    """The layer widths of a model spec, input side first (see the top of the module)."""
+    return [int(w) for w in arch(model).widths(spec_of(model))]
+
+
+def build(model, in_shape, n_classes: int, widths=None) -> nn.Module:
+    """Build the model of the spec ``model`` (uses the global torch RNG for init) for
+    examples of shape ``in_shape`` (an int n: flat examples, shape (n,)); ``widths``: other
+    layer widths (small_dense)."""
+    model = spec_of(model)
+    shape = (int(in_shape),) if isinstance(in_shape, int) else tuple(int(v) for v in in_shape)  # int: flat
+    return arch(model).build(model, shape, int(n_classes), widths)

@@ -1,28 +1,42 @@
-"""Optimizers and learning-rate schedules of a train job (config: docs/internals.md)."""
+"""Optimizers and learning-rate schedules of a train job (spec: studyspec.spec.train
+Optimizer and LRSchedule; each name's implementation registers against it)."""
 from __future__ import annotations
 
 import math
 
 import torch
 
+from runners.registry import implements, lookup
+from studyspec.spec.train import LRSchedule, Optimizer
 
-def make_optimizer(params, opt_cfg: dict) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov; weight decay as L2), Adam (L2) or AdamW (decoupled decay)."""
-    name = opt_cfg["name"]
-    lr, wd = float(opt_cfg["lr"]), float(opt_cfg.get("weight_decay", 0.0))
-    if opt_cfg.get("weight_decay_on", "all") == "weights":  # no decay on BatchNorm parameters and biases
+
+@implements(Optimizer, "sgd")
+def _sgd(params, opt: Optimizer) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov; weight decay as L2)."""
+    return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov,
+                           weight_decay=opt.weight_decay)
+
+
+@implements(Optimizer, "adam")
+def _adam(params, opt: Optimizer) -> torch.optim.Optimizer:
+    """Adam (weight decay as L2)."""
+    return torch.optim.Adam(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+
+
+@implements(Optimizer, "adamw")
+def _adamw(params, opt: Optimizer) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay)."""
+    return torch.optim.AdamW(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+
+
+def make_optimizer(params, opt: Optimizer) -> torch.optim.Optimizer:
+    """The torch optimizer of the spec's ``optimizer`` section (``weight_decay_on: weights``:
+    no decay on BatchNorm parameters and biases, the tensors of fewer than 2 dims)."""
+    if opt.weight_decay_on == "weights":
         params = list(params)
         params = [{"params": [p for p in params if p.dim() >= 2]},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(opt_cfg.get("momentum", 0.0)),
-                               nesterov=bool(opt_cfg.get("nesterov", False)), weight_decay=wd)
-    betas = tuple(float(b) for b in opt_cfg.get("betas", (0.9, 0.999)))
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r}; known: adam, adamw, sgd")
+    return lookup(Optimizer, opt.name)(params, opt)
 
 
 def milestone_steps(milestones, steps: int) -> list[int]:
@@ -30,23 +44,31 @@ def milestone_steps(milestones, steps: int) -> list[int]:
     return [int(round(float(m) * steps)) if float(m) < 1.0 else int(m) for m in milestones]
 
 
-def lr_at(t: int, base_lr: float, sched_cfg: dict, steps: int) -> float:
+@implements(LRSchedule, "constant")
+def _constant(t: int, base_lr: float, sched: LRSchedule, steps: int) -> float:
+    return base_lr
+
+
+@implements(LRSchedule, "multistep")
+def _multistep(t: int, base_lr: float, sched: LRSchedule, steps: int) -> float:
+    passed = sum(1 for m in milestone_steps(sched.milestones, steps) if t >= m)
+    return base_lr * sched.gamma ** passed
+
+
+@implements(LRSchedule, "cosine")
+def _cosine(t: int, base_lr: float, sched: LRSchedule, steps: int) -> float:
+    span = max(steps - sched.warmup, 1)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * (t - sched.warmup) / span))
+
+
+def lr_at(t: int, base_lr: float, sched: LRSchedule, steps: int) -> float:
     """Learning rate of optimizer step t+1 (t = 0..steps-1): linear warm-up over
     ``warmup`` steps (lr * (t+1)/warmup), then
     constant: lr; multistep: lr * gamma**(number of milestones <= t);
     cosine: lr * (1 + cos(pi * (t - warmup) / (steps - warmup))) / 2, reaching 0 at the end."""
-    name, warmup = sched_cfg.get("name", "constant"), int(sched_cfg.get("warmup", 0) or 0)
-    if t < warmup:
-        return base_lr * (t + 1) / warmup
-    if name == "constant":
-        return base_lr
-    if name == "multistep":
-        passed = sum(1 for m in milestone_steps(sched_cfg.get("milestones", []), steps) if t >= m)
-        return base_lr * float(sched_cfg.get("gamma", 0.1)) ** passed
-    if name == "cosine":
-        span = max(steps - warmup, 1)
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * (t - warmup) / span))
-    raise ValueError(f"unknown lr schedule {name!r}; known: constant, cosine, multistep")
+    if t < sched.warmup:
+        return base_lr * (t + 1) / sched.warmup
+    return lookup(LRSchedule, sched.name)(t, base_lr, sched, steps)
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

@@ -4,7 +4,8 @@ A path kind maps a path parameter t to coefficients over its points (endpoints a
 for curves, control points): ``theta(t) = sum_i c_i(t) * theta_i`` (as in
 dnn-mode-connectivity's curves.py).
 
-Kinds (``cfg["path"]["kind"]``):
+Kinds (the job's ``path``: studyspec.spec.paths ``Linear``, ``Bezier``, ``Polychain``;
+each curve class registers against its spec class):
 - ``linear``: points [from, to], c(t) = [1-t, t], grid ``points`` on ``range``
   (extrapolation allowed).
 - ``bezier`` (``degree`` 2 or 3): Bernstein coefficients; ``polychain`` (``bends`` k):
@@ -61,6 +62,11 @@ import torch.nn.functional as F
 
 from runners import artifacts, data, masks as M, models
 from runners.evaluate import EVAL_BATCH, as_split, evaluate
+from runners.optim import lr_at, make_optimizer
+from runners.registry import implements, lookup
+from studyspec.spec import paths as spec
+from studyspec.spec.jobs import PathJob, parse_job
+from studyspec.spec.train import LRSchedule
 
 MONOTONE_TOL = 1e-4
 _SNAP = 1e-9
@@ -69,15 +75,25 @@ MASK_POLICIES = ("shared", "from", "to", "union", "none")
 
 # --- path kinds -------------------------------------------------------------------
 
+@implements(spec.Linear)
 class Linear:
     n_points = 2
+
+    @classmethod
+    def from_spec(cls, p) -> "Linear":
+        return cls()
 
     def coeffs(self, t: float) -> list[float]:
         return [1.0 - t, t]
 
 
+@implements(spec.Bezier)
 class Bezier:
     """Bernstein coefficients of degree ``degree`` (degree + 1 points, endpoints first/last)."""
+
+    @classmethod
+    def from_spec(cls, p) -> "Bezier":
+        return cls(p.degree)
 
     def __init__(self, degree: int):
         self.degree = int(degree)
@@ -88,8 +104,13 @@ class Bezier:
         return [math.comb(k, i) * t**i * (1.0 - t) ** (k - i) for i in range(k + 1)]
 
 
+@implements(spec.Polychain)
 class Polychain:
     """Piecewise linear through ``bends`` points at t = i / (bends + 1)."""
+
+    @classmethod
+    def from_spec(cls, p) -> "Polychain":
+        return cls(p.bends)
 
     def __init__(self, bends: int):
         self.bends = int(bends)
@@ -106,15 +127,9 @@ class Polychain:
         return c
 
 
-def curve_of(pcfg: dict):
-    kind = pcfg["kind"]
-    if kind == "linear":
-        return Linear()
-    if kind == "bezier":
-        return Bezier(pcfg.get("degree", 2))
-    if kind == "polychain":
-        return Polychain(pcfg.get("bends", 1))
-    raise ValueError(f"unknown path kind {kind!r}; known: bezier, linear, polychain")
+def curve_of(p):
+    """The curve of a job's path (its kind's registered class, ``from_spec``)."""
+    return lookup(p).from_spec(p)
 
 
 def combine(states: list[dict], coeffs: list[float]) -> dict:
@@ -374,18 +389,16 @@ def garipov_lr(step: int, base_lr: float, steps: int) -> float:
 
 
 def curve_lr(step: int, base_lr: float, schedule: str, steps: int) -> float:
-    from runners.train import lr_at
-
     if schedule == "garipov":
         return garipov_lr(step, base_lr, steps)
-    return lr_at(step, base_lr, {"name": schedule, "warmup": 0}, steps)
+    return lr_at(step, base_lr, LRSchedule(name=schedule), steps)
 
 
 class _StopCurve(Exception):
     """Raised by train_curve when ``stop_after`` is reached (tests of resumption)."""
 
 
-def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, batches: data.Batches,
+def train_curve(job: PathJob, curve, ends: list[dict], mask: dict | None, model, batches: data.Batches,
                 run_dir: Path, stop_after: int | None = None) -> tuple[list[dict], float]:
     """Train the control points of ``curve`` between the fixed ``ends``; return every
     point's state dict (endpoints included) and the mean loss of the last 10% of steps.
@@ -395,17 +408,15 @@ def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, ba
     at that step, as a killed job would."""
     from torch.func import functional_call
 
-    from runners.train import derive_seed, make_optimizer
+    from runners.regimes import derive_seed
 
-    pcfg = cfg["path"]
-    tcfg = pcfg.get("train", {})
-    steps = int(tcfg.get("steps", 1000))
-    bs = int(tcfg.get("batch_size") or cfg["data"]["batch_size"])
-    opt_cfg = {"name": "sgd", "lr": 0.1, "momentum": 0.9, **tcfg.get("optimizer", {})}
-    sched = tcfg.get("schedule", "garipov")
-    every = int(tcfg.get("checkpoint_every", 100))
-    sparse = pcfg.get("subspace", "sparse") == "sparse" and mask is not None
-    seed = int(cfg.get("seed", 0))
+    ct = job.path.train
+    steps = ct.steps
+    bs = ct.batch_size or job.data.batch_size
+    sched = ct.schedule
+    every = ct.checkpoint_every
+    sparse = job.path.subspace == "sparse" and mask is not None
+    seed = job.seed
     K = curve.n_points
     param_names = [k for k, _ in model.named_parameters()]
     buffers = {k: v.clone() for k, v in ends[0].items() if k not in param_names}
@@ -423,8 +434,8 @@ def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, ba
             w = w * mask[k].to(w.dtype)
         ctrl[k] = w.requires_grad_(True)
     fmask = {k: mask[k].to(ctrl[k].dtype) for k in ctrl if sparse and k in mask}
-    opt = make_optimizer(list(ctrl.values()), opt_cfg)
-    base_lr = float(opt_cfg["lr"])
+    opt = make_optimizer(list(ctrl.values()), ct.optimizer)
+    base_lr = ct.optimizer.lr
 
     start, losses = 0, []
     ckpt = Path(run_dir) / "curve_ckpt.pt"
@@ -495,32 +506,31 @@ def train_curve(cfg: dict, curve, ends: list[dict], mask: dict | None, model, ba
 
 # --- the job ----------------------------------------------------------------------
 
-def _endpoint_states(pcfg, inputs):
-    return [artifacts.load_state(pcfg["from"], inputs), artifacts.load_state(pcfg["to"], inputs)]
+STOP_AFTER: int | None = None  # tests of resumption: stop curve training after this step, as a killed job
 
 
-def run_path(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path,
-             stop_after: int | None = None) -> dict:
-    pcfg = cfg["path"]
-    curve = curve_of(pcfg)
+def run_path(job: PathJob | dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) -> dict:
+    """Run a path job (a PathJob, or its config dict, validated into one)."""
+    job = job if isinstance(job, PathJob) else parse_job(job)
+    p = job.path
+    curve = curve_of(p)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     from runners.train import resolve_device
 
     device = resolve_device("auto")  # a GPU when there is one: there points are evaluated batched
-    ends = [{k: v.to(device) for k, v in sd.items()} for sd in _endpoint_states(pcfg, inputs)]
+    ends = [{k: v.to(device) for k, v in artifacts.load_state(ref, inputs).items()} for ref in (p.from_, p.to)]
 
-    batches = data.batches(cfg["data"], cache_dir, device)
-    in_features, n_classes = math.prod(batches.input_shape), batches.n_classes
-    torch.manual_seed(int(cfg.get("seed", 0)))
-    model = models.build(cfg["model"], in_features, n_classes).to(device)
-    mask = policy_mask(pcfg.get("mask", "shared"), ends, model)
+    batches = data.batches(job.data, cache_dir, device)
+    torch.manual_seed(job.seed)
+    model = models.build(job.model, batches.input_shape, batches.n_classes).to(device)
+    mask = policy_mask(p.mask, ends, model)
 
     scalars = {}
     if isinstance(curve, Linear):
         points = ends
-        lo, hi = pcfg.get("range", [0.0, 1.0])
-        ts = grid(pcfg.get("points", 29), lo, hi)
+        lo, hi = p.range
+        ts = grid(p.points, lo, hi)
     else:
         saved = run_dir / "curve.pt"
         if saved.exists():
@@ -528,21 +538,20 @@ def run_path(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path,
             points = [{k: v.to(device) for k, v in sd.items()} for sd in obj["points"]]
             scalars["curve_loss"] = obj["curve_loss"]
         else:
-            points, scalars["curve_loss"] = train_curve(cfg, curve, ends, mask, model, batches, run_dir,
-                                                        stop_after=stop_after)
-            artifacts.atomic_save({"kind": pcfg["kind"], "n_points": curve.n_points, "points": points,
+            points, scalars["curve_loss"] = train_curve(job, curve, ends, mask, model, batches, run_dir,
+                                                        stop_after=STOP_AFTER)
+            artifacts.atomic_save({"kind": p.kind, "n_points": curve.n_points, "points": points,
                                    "curve_loss": scalars["curve_loss"]}, saved)
-        ts = grid(pcfg.get("points", 61), 0.0, 1.0)
-        if pcfg.get("subspace", "sparse") == "dense":
+        ts = grid(p.points, 0.0, 1.0)
+        if p.subspace == "dense":
             mask = None  # dense control points leave the mask by design; the endpoints are sparse anyway
 
     extra = [t for t in (0.0, 1.0) if t not in ts]  # endpoints for the summaries
     all_ts = ts + extra
     coeffs = torch.tensor([curve.coeffs(t) for t in all_ts], dtype=torch.float64, device=device)
     stacked, fixed = stack_points(points, coeffs, mask)
-    if has_batchnorm(model) and int(pcfg.get("bn_batches", 20)) > 0:
-        bs = int(cfg["data"]["batch_size"])
-        index = bn_batches(batches.n_train, bs, int(pcfg.get("bn_batches", 20)), int(cfg.get("seed", 0)))
+    if has_batchnorm(model) and p.bn_batches > 0:
+        index = bn_batches(batches.n_train, job.data.batch_size, p.bn_batches, job.seed)
         recalibrate_points(model, stacked, fixed, lambda: (x for x, _ in batches.examples("train", index)))
 
     rec = {}

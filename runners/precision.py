@@ -25,12 +25,13 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Precision:
-    def __init__(self, tcfg: dict, device: torch.device):
-        self.name = tcfg.get("precision", "fp32")
+    def __init__(self, train, device: torch.device):
+        """``train``: the job's train section (studyspec.spec.train.Train)."""
+        self.name = train.precision
         if self.name not in ("fp32", *DTYPES):
             raise ValueError(f"train.precision: unknown {self.name!r} (fp32, bf16 or fp16)")
         self.device = torch.device(device)
-        self.channels_last = bool(tcfg.get("channels_last", False))
+        self.channels_last = train.channels_last
         self.scaler = None
         if self.name == "fp16":
             self.scaler = torch.amp.GradScaler(self.device.type)

@@ -28,6 +28,9 @@ from pathlib import Path
 import torch
 
 from runners import artifacts, masks as M, models, optim, schedule
+from runners.registry import implements, lookup
+from studyspec.spec import regimes as spec
+from studyspec.spec.jobs import ArtifactRef, TrainJob
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -40,37 +43,39 @@ def _gen(seed: int, purpose: str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, purpose))
 
 
-def load_mask(ref: dict, inputs: dict, model) -> dict:
+def load_mask(ref: ArtifactRef, inputs: dict, model) -> dict:
     """Mask from a reference: ``mask`` (or ``final`` when the run saved mask.pt)
     loads mask.pt; any other state artifact gives its non-zero pattern."""
-    if ref["artifact"] in ("mask", "final"):
-        p = Path(inputs[ref["job"]]) / artifacts.filename("mask")
-        if ref["artifact"] == "mask" or p.exists():
-            m = M.load(artifacts.resolve({"job": ref["job"], "artifact": "mask"}, inputs))
+    if ref.artifact in ("mask", "final"):
+        p = Path(inputs[ref.job]) / artifacts.filename("mask")
+        if ref.artifact == "mask" or p.exists():
+            m = M.load(artifacts.resolve(ArtifactRef(job=ref.job, artifact="mask"), inputs))
             M.check(m, model)
             return m
     return M.nonzero_masks(artifacts.load_state(ref, inputs), model)
 
 
 class Context:
-    """What regimes may touch: the job config, the model, the optimizer, the mask."""
+    """What regimes may touch: the job, the model, the optimizer, the mask."""
 
-    def __init__(self, cfg: dict, run_dir: Path, inputs: dict, steps: int, in_features: int,
+    def __init__(self, job: TrainJob, run_dir: Path, inputs: dict, steps: int, in_shape: tuple[int, ...],
                  n_classes: int, device: torch.device):
-        self.cfg, self.run_dir, self.inputs = cfg, Path(run_dir), inputs
-        self.seed, self.steps, self.device = int(cfg["seed"]), int(steps), device
-        self.in_features, self.n_classes = in_features, n_classes
+        self.job, self.run_dir, self.inputs = job, Path(run_dir), inputs
+        self.seed, self.steps, self.device = job.seed, int(steps), device
+        self.in_shape, self.n_classes = tuple(in_shape), n_classes
         self.model: torch.nn.Module | None = None
         self.opt: torch.optim.Optimizer | None = None
         self.masks: dict | None = None  # None: dense
         self.precision = None  # runners.precision.Precision of a training job
 
-    def build(self, model_cfg: dict | None = None, seed: int | None = None) -> torch.nn.Module:
+    def build(self, widths: list[int] | None = None, seed: int | None = None) -> torch.nn.Module:
+        """The job's model (``widths``: other layer widths, small_dense), initialised from ``seed``
+        (default: the job's)."""
         torch.manual_seed(self.seed if seed is None else seed)
-        return models.build(model_cfg or self.cfg["model"], self.in_features, self.n_classes).to(self.device)
+        return models.build(self.job.model, self.in_shape, self.n_classes, widths).to(self.device)
 
     def new_optimizer(self) -> None:
-        self.opt = optim.make_optimizer(self.model.parameters(), self.cfg["train"]["optimizer"])
+        self.opt = optim.make_optimizer(self.model.parameters(), self.job.train.optimizer)
 
     def set_masks(self, masks: dict) -> None:
         self.masks = {k: v.to(self.device) for k, v in masks.items()}
@@ -78,10 +83,13 @@ class Context:
 
 
 class Regime:
+    """A regime's implementation; ``self.r`` is the job's resolved regime (its spec class,
+    with ``sparsity`` set when the regime uses the study's, references as ArtifactRefs)."""
+
     rounds = 1
 
-    def __init__(self, rcfg: dict, ctx: Context):
-        self.r, self.ctx = rcfg, ctx
+    def __init__(self, r, ctx: Context):
+        self.r, self.ctx = r, ctx
 
     def start(self) -> None:
         """Set ctx.model (and ctx.masks) as at step 0."""
@@ -113,26 +121,28 @@ class Regime:
         pass
 
 
+@implements(spec.Dense)
 class Dense(Regime):
     pass
 
 
-def _magnitude(model, sparsity: float, rcfg: dict, within=None) -> dict:
+def _magnitude(model, sparsity: float, r, within=None) -> dict:
     """Magnitude mask at ``sparsity``: per layer (``distribution``) or global (``scope``)."""
     scores = M.magnitude_scores(model, within)
-    if rcfg.get("scope", "layer") == "global":
+    if r.scope == "global":
         return M.global_scored_masks(scores, sparsity)
-    return M.scored_masks(scores, M.layer_sparsities(model, sparsity, rcfg.get("distribution", "uniform")))
+    return M.scored_masks(scores, M.layer_sparsities(model, sparsity, r.distribution))
 
 
+@implements(spec.Prune)
 class Prune(Regime):
     """Gradual magnitude pruning (Zhu & Gupta) on runners.schedule; one-shot when begin == end."""
 
     def start(self):
         super().start()
-        ps = self.r["schedule"]
-        self.begin, self.end = schedule.step_bounds(ps, self.ctx.steps)
-        self.s_i, self.s_f, self.every = float(ps.get("initial", 0.0)), float(self.r["sparsity"]), int(ps["every"])
+        ps = self.r.schedule
+        self.begin, self.end = schedule.step_bounds(ps.begin, ps.end, self.ctx.steps)
+        self.s_i, self.s_f, self.every = ps.initial, self.r.sparsity, ps.every
 
     def at_step(self, g):
         if schedule.is_update_step(g, self.begin, self.end, self.every):
@@ -140,6 +150,7 @@ class Prune(Regime):
             self.ctx.set_masks(_magnitude(self.ctx.model, s_t, self.r))
 
 
+@implements(spec.Imp)
 class Imp(Regime):
     """Iterative magnitude pruning with rewinding. Round 0 trains the dense model for
     ``steps`` steps; after round r (r < rounds) the ``fraction`` of the remaining weights
@@ -151,17 +162,17 @@ class Imp(Regime):
 
     def start(self):
         super().start()
-        self.rounds = int(self.r["rounds"])
-        self.k = int(self.r.get("rewind", 0))
+        self.rounds = self.r.rounds
+        self.k = self.r.rewind
         if not 0 <= self.k < self.ctx.steps:
             raise ValueError(f"imp rewind step {self.k} must be in [0, {self.ctx.steps})")
-        f = self.r.get("fraction")
-        self.fraction = float(f) if f is not None else 1.0 - (1.0 - float(self.r["sparsity"])) ** (1.0 / self.rounds)
+        f = self.r.fraction
+        self.fraction = f if f is not None else 1.0 - (1.0 - self.r.sparsity) ** (1.0 / self.rounds)
         self.round, self.round_start = 0, 0
         self.results: dict = {}
 
     def total_steps(self):
-        return self.ctx.steps + self.rounds * (self.ctx.steps - self.k)
+        return self.r.trained_steps(self.ctx.steps)
 
     def local_step(self, g):
         return self.round, (0 if self.round == 0 else self.k) + (g - self.round_start)
@@ -204,18 +215,18 @@ class MaskedStart(Regime):
 
     def start(self):
         ctx, r = self.ctx, self.r
-        fresh = r.get("init", "fresh") == "fresh"
+        fresh = r.init == "fresh"
         ctx.model = ctx.build(seed=derive_seed(ctx.seed, "fresh") if fresh else None)
         if not fresh:
-            ctx.model.load_state_dict(artifacts.load_state(r["init"], ctx.inputs))
-        if r["mask"] == "random":
-            sp = M.layer_sparsities(ctx.model, float(r["sparsity"]), r.get("distribution", "uniform"))
+            ctx.model.load_state_dict(artifacts.load_state(r.init, ctx.inputs))
+        if r.mask == "random":
+            sp = M.layer_sparsities(ctx.model, r.sparsity, r.distribution)
             masks = M.random_masks(ctx.model, sp, _gen(ctx.seed, "mask"))
         else:
-            masks = load_mask(r["mask"], ctx.inputs, ctx.model)
-        if r.get("shuffle", False):
+            masks = load_mask(r.mask, ctx.inputs, ctx.model)
+        if r.shuffle:
             masks = M.shuffle_masks({k: v.cpu() for k, v in masks.items()}, _gen(ctx.seed, "shuffle"))
-        if fresh and r.get("scale_init", False):
+        if fresh and r.scale_init:
             params = M.prunable(ctx.model)
             with torch.no_grad():
                 for name, m in masks.items():
@@ -225,6 +236,7 @@ class MaskedStart(Regime):
         ctx.set_masks(masks)
 
 
+@implements(spec.FixedMask)
 class FixedMask(MaskedStart):
     pass
 
@@ -236,8 +248,8 @@ class DynamicSparse(MaskedStart):
 
     def start(self):
         super().start()
-        self.every, self.f0 = int(self.r["every"]), float(self.r["drop_fraction"])
-        self.t_stop = int(round(float(self.r["stop"]) * self.ctx.steps))
+        self.every, self.f0 = self.r.every, self.r.drop_fraction
+        self.t_stop = int(round(self.r.stop * self.ctx.steps))
         self.gen = _gen(self.ctx.seed, "grow")
         self.updates = 0
 
@@ -274,24 +286,26 @@ class DynamicSparse(MaskedStart):
         self.updates = int(state["updates"])
 
 
+@implements(spec.RigL)
 class RigL(DynamicSparse):
     def grow_score(self, p):
         return p.grad.abs() if p.grad is not None else torch.zeros_like(p)
 
 
+@implements(spec.SET)
 class SET(DynamicSparse):
     def grow_score(self, p):
         return torch.rand(p.shape, generator=self.gen).to(p.device)
 
 
-def n_params(model_cfg: dict, in_features, n_classes: int) -> int:
+def n_params(model, in_shape, n_classes: int, widths=None) -> int:
     """Parameters of the model (built on the meta device: no memory, no init, no RNG draws)."""
     with torch.device("meta"):
-        return sum(p.numel() for p in models.build(model_cfg, in_features, n_classes).parameters())
+        return sum(p.numel() for p in models.build(model, in_shape, n_classes, widths).parameters())
 
 
-def small_dense_cfg(model_cfg: dict, sparsity: float, in_features, n_classes: int) -> tuple[dict, int, int]:
-    """The model config whose dense parameter count best matches the non-zeros of the
+def small_dense_widths(model, sparsity: float, in_shape, n_classes: int) -> tuple[list[int], int, int]:
+    """The layer widths whose dense parameter count best matches the non-zeros of the
     sparse model at ``sparsity`` (kept prunable weights + all other parameters: biases,
     BatchNorm), counted the same way for every arch. Every width (``runners.models.widths``:
     hidden widths, channels, stage widths, ...) is scaled by one factor f (widths
@@ -299,19 +313,19 @@ def small_dense_cfg(model_cfg: dict, sparsity: float, in_features, n_classes: in
     target: MLPs (mlp, lenet300_100) the last two hidden widths by up to 3 units each (the
     first rule, kept so that existing small_dense results stand); the conv nets every
     width by up to 1 unit, so the architecture keeps its proportions. Ties go to the
-    smallest change. Returns (config, its parameter count, the target)."""
+    smallest change. Returns (widths, their parameter count, the target)."""
     with torch.device("meta"):
-        full = models.build(model_cfg, in_features, n_classes)
+        full = models.build(model, in_shape, n_classes)
     n_prunable = sum(p.numel() for p in M.prunable(full).values())
     n_other = sum(p.numel() for p in full.parameters()) - n_prunable
     target = M.n_keep(n_prunable, sparsity) + n_other
-    base = models.widths(model_cfg)
+    base = models.widths(model)
     counts: dict[tuple, int] = {}
 
     def count(ws):
         key = tuple(ws)
         if key not in counts:
-            counts[key] = n_params(models.with_widths(model_cfg, ws), in_features, n_classes)
+            counts[key] = n_params(model, in_shape, n_classes, list(ws))
         return counts[key]
 
     scaled = lambda f: [max(1, int(round(w * f))) for w in base]
@@ -320,7 +334,7 @@ def small_dense_cfg(model_cfg: dict, sparsity: float, in_features, n_classes: in
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if count(scaled(mid)) < target else (lo, mid)
     best = min((scaled(lo), scaled(hi)), key=lambda ws: abs(count(ws) - target))
-    if model_cfg["arch"] in ("mlp", "lenet300_100"):
+    if models.arch(model).mlp_like:
         which, radius = range(max(0, len(best) - 2), len(best)), 3
     else:
         which, radius = range(len(best)), 1
@@ -331,27 +345,21 @@ def small_dense_cfg(model_cfg: dict, sparsity: float, in_features, n_classes: in
             ws[i] = max(1, ws[i] + d)
         candidates.append(ws)
     best = min(candidates, key=lambda ws: (abs(count(ws) - target), sum(abs(a - b) for a, b in zip(ws, best))))
-    return models.with_widths(model_cfg, best), count(best), target
+    return best, count(best), target
 
 
+@implements(spec.SmallDense)
 class SmallDense(Regime):
     def start(self):
-        cfg, n, target = small_dense_cfg(self.ctx.cfg["model"], float(self.r["sparsity"]),
-                                         self.ctx.in_features, self.ctx.n_classes)
-        self.model_cfg, self.n, self.target = cfg, n, target
-        self.ctx.model = self.ctx.build(cfg)
+        ws, n, target = small_dense_widths(self.ctx.job.model, self.r.sparsity, self.ctx.in_shape, self.ctx.n_classes)
+        self.widths, self.n, self.target = ws, n, target
+        self.ctx.model = self.ctx.build(ws)
 
     def scalars(self):
         return {"small_dense_params": self.n, "small_dense_target": self.target,
-                **{f"small_dense_width{i}": w for i, w in enumerate(models.widths(self.model_cfg))}}
+                **{f"small_dense_width{i}": w for i, w in enumerate(self.widths)}}
 
 
-REGIMES = {"dense": Dense, "prune": Prune, "imp": Imp, "fixed_mask": FixedMask,
-           "rigl": RigL, "set": SET, "small_dense": SmallDense}
-
-
-def make(rcfg: dict, ctx: Context) -> Regime:
-    name = rcfg["regime"]
-    if name not in REGIMES:
-        raise ValueError(f"unknown regime {name!r}; known: {', '.join(sorted(REGIMES))}")
-    return REGIMES[name](rcfg, ctx)
+def make(r, ctx: Context) -> Regime:
+    """The implementation of the job's regime ``r`` (registered against its spec class)."""
+    return lookup(r)(r, ctx)

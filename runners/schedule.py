@@ -30,10 +30,10 @@ def is_update_step(t: int, begin: int, end: int, every: int) -> bool:
     return (t - begin) % max(int(every), 1) == 0
 
 
-def step_bounds(regime_schedule: dict, steps: int) -> tuple[int, int]:
-    """Convert the config's ``begin``/``end`` fractions of ``steps`` into step numbers."""
-    begin = int(round(float(regime_schedule["begin"]) * steps))
-    end = int(round(float(regime_schedule["end"]) * steps))
+def step_bounds(begin: float, end: float, steps: int) -> tuple[int, int]:
+    """Convert the schedule's ``begin``/``end`` fractions of ``steps`` into step numbers."""
+    begin = int(round(float(begin) * steps))
+    end = int(round(float(end) * steps))
     if not 0 <= begin <= end:
         raise ValueError(f"pruning schedule needs 0 <= begin <= end, got begin={begin} end={end} steps")
     return begin, end

@@ -42,7 +42,8 @@ from runners import artifacts, checkpoint, data, distributed, masks as M
 from runners.precision import Precision
 from runners.evaluate import EVAL_BATCH, as_split, evaluate, evaluate_sums  # noqa: F401  (EVAL_BATCH: API)
 from runners.optim import lr_at, make_optimizer, set_lr  # noqa: F401  (lr_at, make_optimizer: API)
-from runners.regimes import Context, derive_seed, make  # noqa: F401  (derive_seed: API)
+from runners.regimes import Context, Imp, derive_seed, make  # noqa: F401  (derive_seed: API)
+from studyspec.spec.jobs import TrainJob, config, parse_job
 
 
 class Sampler:
@@ -73,12 +74,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def n_steps(tcfg: dict, n_train: int, batch_size: int) -> int:
-    if tcfg.get("steps"):
-        return int(tcfg["steps"])
-    return int(math.ceil(float(tcfg["epochs"]) * n_train / int(batch_size)))
 
 
 def evaluate_with_grad(model, masks, x, y=None) -> tuple[float, float, float]:
@@ -125,33 +120,31 @@ def evaluate_shared(model, split) -> tuple[float, float]:
     return loss_sum / len(split), correct / len(split)
 
 
-def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) -> dict:
+def train(job: TrainJob | dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) -> dict:
+    """Run a train job (a TrainJob, or its config dict, validated into one)."""
+    job = job if isinstance(job, TrainJob) else parse_job(job)
     run_dir = Path(run_dir)
-    seed = int(cfg["seed"])
-    tcfg = cfg["train"]
+    seed, tr = job.seed, job.train
     distributed.init()  # several processes: join the job's process group (no-op with one)
-    device = distributed.device(resolve_device(tcfg.get("device", "auto")))
+    device = distributed.device(resolve_device(tr.device))
 
-    batches = data.batches(cfg["data"], cache_dir, device)
+    batches = data.batches(job.data, cache_dir, device)
     # evaluation: whole splits, not augmented (in memory: normalised once; streamed: read
     # from disk at each evaluation, the train split a fixed subset)
     eval_train, eval_test = batches.eval_split("train"), batches.eval_split("test")
-    in_features, n_classes = math.prod(batches.input_shape), batches.n_classes
-    bs = int(cfg["data"]["batch_size"])
-    steps = n_steps(tcfg, batches.n_train, bs)
+    steps = tr.total_steps(batches.n_train, job.data.batch_size)
 
-    ctx = Context(cfg, run_dir, inputs, steps, in_features, n_classes, device)
-    ctx.precision = Precision(tcfg, device)  # train.precision, channels_last (fp32: no change)
-    regime = make(cfg["regime"], ctx)
+    ctx = Context(job, run_dir, inputs, steps, batches.input_shape, batches.n_classes, device)
+    ctx.precision = Precision(tr, device)  # train.precision, channels_last (fp32: no change)
+    regime = make(job.regime, ctx)
     regime.start()
     ctx.precision.model(ctx.model)
     ctx.new_optimizer()
     total = regime.total_steps()
     sampler = Sampler(batches, derive_seed(seed, "data"))
-    eval_every = int(tcfg.get("eval_every", 0) or 0)
-    every_ckpt = int(tcfg.get("checkpoint_every", 0) or 0)
-    named = {int(c) for c in tcfg.get("checkpoints", [])}
-    base_lr, sched, smoothing = float(tcfg["optimizer"]["lr"]), tcfg["schedule"], float(tcfg.get("label_smoothing", 0.0))
+    eval_every, every_ckpt, named = tr.eval_every, tr.checkpoint_every, set(tr.checkpoints)
+    base_lr, sched, smoothing = tr.optimizer.lr, tr.schedule, tr.label_smoothing
+    cfg = config(job)  # what a resume checkpoint must match
     params = M.prunable(ctx.model)
 
     def float_masks():
@@ -160,7 +153,7 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
         return None if ctx.masks is None else [(params[n], m.to(params[n].dtype)) for n, m in ctx.masks.items()]
 
     rec = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "sparsity", "grad_norm")}
-    if cfg["regime"]["regime"] == "imp":
+    if isinstance(regime, Imp):  # one entry per evaluation: the prune-rewind round
         rec["round"] = []
     coord: list[int] = []
     g, resumed = 0, False
@@ -232,7 +225,7 @@ def train(cfg: dict, run_dir: Path, inputs: dict[str, Path], cache_dir: Path) ->
     artifacts.save_state(ctx.model, run_dir / "final.pt")
     if ctx.masks is not None:
         M.save({k: v.cpu() for k, v in ctx.masks.items()}, run_dir / "mask.pt")
-    elif cfg["regime"]["regime"] not in ("dense", "small_dense"):
+    elif job.regime.has_mask:  # a regime with a mask artifact that has not pruned (yet): all ones
         M.save(M.ones_masks(ctx.model), run_dir / "mask.pt")
     checkpoint.remove(run_dir)
 

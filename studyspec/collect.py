@@ -416,21 +416,10 @@ def _encoding(ds) -> dict:
 
 
 def write(ds, path: Path) -> Path:
-    """Write netCDF atomically (temp file + rename)."""
-    import os
-    import tempfile
+    """Write netCDF atomically (studyspec.atomic)."""
+    from .atomic import write_with
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(ds))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_with(path, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(ds)))
 
 
 def collect_to(plan: Plan, store: Store, path: Path, spec_text: str = "", command: str = "",
@@ -473,12 +462,7 @@ def table(ds):
 
 def export(ds, path: Path, fmt: str) -> Path:
     """Write the flat table as CSV or parquet (atomically)."""
+    from .atomic import write_with
+
     df = table(ds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if fmt == "csv":
-        df.to_csv(tmp, index=False)
-    else:
-        df.to_parquet(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_with(path, lambda tmp: df.to_csv(tmp, index=False) if fmt == "csv" else df.to_parquet(tmp, index=False))

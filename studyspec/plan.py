@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
 
 from .hashing import job_id
 from .refs import run_order
 from .spec import Study, split_ref
+from .spec import jobs
+from .spec.jobs import ArtifactRef, PathJob, TrainJob
 from .sweep import Dim, apply, dims, points
 
 
 @dataclass(frozen=True)
 class Job:
-    """One runner call. `config` is complete (defaults included) for the runner;
-    `key` is the same config without defaults, whose hash is `id`."""
+    """One runner call: ``spec`` is the typed job (studyspec.spec.jobs: a TrainJob or a
+    PathJob), ``key`` its dump without defaults, whose hash is ``id``."""
 
     id: str
-    kind: str  # "train" or "path"
-    config: dict
+    spec: TrainJob | PathJob
     key: dict
     deps: tuple[str, ...]
     stage: int
+
+    @property
+    def kind(self) -> str:  # "train" or "path"
+        return self.spec.kind
+
+    @cached_property
+    def config(self) -> dict:
+        """job.json's config: the typed job's dump, defaults included (made when first asked)."""
+        return jobs.config(self.spec)
 
 
 @dataclass(frozen=True)
@@ -59,39 +69,36 @@ class Plan:
         return self._names[0].get(job_id, [])
 
 
-def _dump(model, defaults: bool) -> Any:
-    out = model.model_dump(mode="json", by_alias=True, exclude_defaults=not defaults)
-    if not defaults:  # the key: fields saying where (data.root), not what, stay out of ids
-        for name in getattr(model, "unhashed", ()):
-            out.pop(name, None)
-    return out
+def _resolve(model, ids: dict[str, str], by_field: bool = False, **extra):
+    """The job class of a regime or path (studyspec.spec.jobs) with its references replaced
+    by ArtifactRefs (`ids`: run name -> job id, or with `by_field`, field name -> job id).
+    Built without validating again (the spec model is valid, the refs are the planner's)."""
+    values = dict(model.__dict__)
+    refs = model.refs()
+    for field_name in model.ref_fields:
+        ref = refs.get(type(model).model_fields[field_name].alias or field_name)
+        if ref is not None:
+            run, artifact = split_ref(ref)
+            job = ids[(type(model).model_fields[field_name].alias or field_name) if by_field else run]
+            values[field_name] = ArtifactRef.model_construct(job=job, artifact=artifact)
+    return jobs.job_class(type(model)).model_construct(**values, **extra)
 
 
-class _Dumps:
-    """_dump of each model object once: sweep points that differ only in their seed share
-    their data, model, train, runs and paths objects (sweep.apply), so a plan of 10^5 jobs
-    dumps a handful of models, not 10^5. The dicts are shared by the jobs; nothing mutates
-    them (_resolve copies the top level it changes)."""
-
-    def __init__(self):
-        self.done: dict[tuple[int, bool], tuple[Any, Any]] = {}  # (id, defaults) -> (model, dump)
-
-    def __call__(self, model, defaults: bool) -> Any:
-        held = self.done.get((id(model), defaults))
-        if held is None or held[0] is not model:
-            held = self.done[(id(model), defaults)] = (model, _dump(model, defaults))
-        return held[1]
-
-
-def _resolve(model, ids: dict[str, str], defaults: bool, by_field: bool = False, dump=_dump) -> dict:
-    """Dump a regime or path with its references replaced by {job, artifact}
-    (`ids`: run name -> job id, or with `by_field`, field name -> job id)."""
-    out = dict(dump(model, defaults))
-    # discriminators are required fields, kept even by exclude_defaults
-    for field_name, ref in model.refs().items():
-        run, artifact = split_ref(ref)
-        out[field_name] = {"job": ids[field_name if by_field else run], "artifact": artifact}
-    return out
+def _run_train(train, regime, key: dict):
+    """The train section a run trains with, and its key: the study's, with the run's own
+    length of training (``steps``, replacing train.steps or train.epochs) and learning rate."""
+    if regime.steps is None and regime.lr is None:
+        return train, key
+    update = {}
+    if regime.steps is not None:
+        update.update(steps=regime.steps, epochs=None)
+    if regime.lr is not None:
+        update["optimizer"] = train.optimizer.model_copy(update={"lr": regime.lr})
+    train = train.model_copy(update=update)
+    key = jobs.section_key(train)
+    if regime.lr is not None:  # a run's own lr is in its id even when it equals the default (ids as introduced)
+        key["optimizer"] = {**key.get("optimizer", {}), "lr": regime.lr}
+    return train, key
 
 
 def build(study: Study) -> Plan:
@@ -99,33 +106,21 @@ def build(study: Study) -> Plan:
     order = run_order(study)
     ids_at: dict[tuple, dict[str, str]] = {}  # sweep point (coordinate indices) -> run -> job id
     deferred = []  # paths are planned once every point's runs are, so endpoints may lie at other points
-    dump = _Dumps()
     for point in points(study):
         at = apply(study, point)
         ids: dict[str, str] = {}
-        stage: dict[str, int] = {}
-        shared = {name: (dump(getattr(at, name), True), dump(getattr(at, name), False))
-                  for name in ("data", "model", "train")}
+        # the shared sections' parts of the keys, dumped once per point
+        shared = {name: jobs.section_key(getattr(at, name)) for name in ("data", "model", "train")}
         for name in order:
             regime = at.runs[name]
             deps = tuple(dict.fromkeys(ids[split_ref(r)[0]] for r in regime.refs().values()))
             seed = at.seed + regime.seed_offset  # the runner sees one plain seed
-            full = {"kind": "train", "seed": seed, **{k: v[0] for k, v in shared.items()},
-                    "regime": _resolve(regime, ids, True, dump=dump)}
-            key = {"kind": "train", "seed": seed, **{k: v[1] for k, v in shared.items()},
-                   "regime": _resolve(regime, ids, False, dump=dump)}
-            for part in (full, key):  # run-level settings the runner sees elsewhere
-                part["regime"].pop("seed_offset", None)
-                if part["regime"].pop("steps", None) is not None:  # this run's own length of training
-                    part["train"] = {**{k: v for k, v in part["train"].items() if k != "epochs"},
-                                     "steps": regime.steps}
-                if part["regime"].pop("lr", None) is not None:  # this run's own learning rate
-                    part["train"] = {**part["train"], "optimizer": {**part["train"].get("optimizer", {}),
-                                                                    "lr": regime.lr}}
-            if regime.uses_sparsity:
-                full["regime"]["sparsity"] = key["regime"]["sparsity"] = at.sparsity
-            ids[name] = _add(plan, full, key, deps, 1 + max((plan.jobs[d].stage for d in deps), default=-1))
-            stage[name] = plan.jobs[ids[name]].stage
+            resolved = _resolve(regime, ids, sparsity=at.sparsity if regime.uses_sparsity else None)
+            train, train_key = _run_train(at.train, regime, shared["train"])
+            spec = TrainJob.model_construct(kind="train", seed=seed, data=at.data, model=at.model, train=train,
+                                            regime=resolved)
+            key = {"kind": "train", "seed": seed, **shared, "train": train_key, "regime": jobs.section_key(resolved)}
+            ids[name] = _add(plan, spec, key, deps, 1 + max((plan.jobs[d].stage for d in deps), default=-1))
             plan.cells.append(Cell("train", name, point["_index"], ids[name]))
         ids_at[tuple(point["_index"][d.name] for d in plan.dims)] = ids
         deferred.append((point, at, shared))
@@ -145,17 +140,17 @@ def build(study: Study) -> Plan:
             if all("seed" in pin for pin in pins):
                 # both ends at given seeds (the seed control): one job, not one per seed of the sweep
                 seed = pins[0]["seed"]
-            full = {"kind": "path", "seed": seed, "data": shared["data"][0],
-                    "model": shared["model"][0], "path": _resolve(path, end_ids, True, by_field=True, dump=dump)}
-            key = {"kind": "path", "seed": seed, "data": shared["data"][1],
-                   "model": shared["model"][1], "path": _resolve(path, end_ids, False, by_field=True, dump=dump)}
-            pid = _add(plan, full, key, deps, 1 + max(plan.jobs[d].stage for d in deps))
+            resolved = _resolve(path, end_ids, by_field=True)
+            spec = PathJob.model_construct(kind="path", seed=seed, data=at.data, model=at.model, path=resolved)
+            key = {"kind": "path", "seed": seed, "data": shared["data"], "model": shared["model"],
+                   "path": jobs.section_key(resolved)}
+            pid = _add(plan, spec, key, deps, 1 + max(plan.jobs[d].stage for d in deps))
             plan.cells.append(Cell("path", name, point["_index"], pid))
     return plan
 
 
-def _add(plan: Plan, full: dict, key: dict, deps: tuple, stage: int) -> str:
+def _add(plan: Plan, spec, key: dict, deps: tuple, stage: int) -> str:
     jid = job_id(key)
     if jid not in plan.jobs:
-        plan.jobs[jid] = Job(jid, full["kind"], full, key, deps, stage)
+        plan.jobs[jid] = Job(jid, spec, key, deps, stage)
     return jid

@@ -37,7 +37,7 @@ def train_lengths(study: Study) -> dict[int, str]:
     epochs are turned into steps with the dataset's training-set size."""
     import itertools
 
-    from .estimate import _steps
+    from .datasets import facts
     from .sweep import apply, dims
 
     relevant = [d for d in dims(study) if any(a.startswith(LENGTH_AXES) for a in d.axes)]
@@ -48,7 +48,7 @@ def train_lengths(study: Study) -> dict[int, str]:
             at = apply(study, point) if point else study
         except Exception:  # noqa: BLE001 -- a bad sweep value, reported by check_sweep
             continue
-        steps = _steps(at.train.model_dump(), at.data.model_dump())
+        steps = at.train.total_steps(facts(at.data).train, at.data.batch_size)
         out.setdefault(steps, ", ".join(f"{a}={v}" for a, v in point.items()))
     return out
 

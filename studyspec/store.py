@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from .atomic import write_text
 
 # The module that runs one job (`python -m WORKER RUN_DIR`): it lives with the torch code in
 # runners/, and the engine starts it by name only, never importing it.
@@ -14,17 +14,7 @@ WORKER = "runners.worker"
 
 def write_atomic(path: Path, text: str) -> None:
     """Write a file so that readers see the old content or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text)
 
 
 class Store:

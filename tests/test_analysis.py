@@ -11,6 +11,9 @@ from analysis import final, path_roles, run_roles, write_report
 # runs named unlike their roles: the roles come from the regimes in the spec
 SPEC = """\
 study: synth
+data: {dataset: digits}
+model: {arch: mlp}
+train: {steps: 100}
 runs:
   gmp:     {regime: prune, schedule: {begin: 0.1, end: 0.5}}
   fresh:   {regime: fixed_mask, mask: gmp.final, init: fresh}

@@ -6,6 +6,7 @@ import torch
 from conftest import BASE
 from runners.models import build
 from runners.optim import make_optimizer
+from studyspec.spec.train import Optimizer
 from studyspec.load import loads
 from studyspec.plan import build as plan
 
@@ -22,10 +23,12 @@ def test_defaults_leave_ids_unchanged():
 
 
 def _models(cfg, shape):
+    cfg = dict(cfg)
+    widths = cfg.pop("widths", None)  # narrow layers (small_dense's widths) keep the test fast
     torch.manual_seed(0)
-    plain = build(cfg, shape, 10)
+    plain = build(cfg, shape, 10, widths)
     torch.manual_seed(0)
-    zeroed = build(dict(cfg, zero_init_residual=True), shape, 10)
+    zeroed = build(dict(cfg, zero_init_residual=True), shape, 10, widths)
     return dict(plain.named_parameters()), dict(zeroed.named_parameters())
 
 
@@ -47,8 +50,7 @@ def test_weight_decay_only_on_weights():
     torch.manual_seed(0)
     net = build({"arch": "resnet", "depth": 8, "width": 4}, (3, 8, 8), 10)
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
-    opt = make_optimizer(net.parameters(), {"name": "sgd", "lr": 0.1, "weight_decay": 0.5,
-                                            "weight_decay_on": "weights"})
+    opt = make_optimizer(net.parameters(), Optimizer(name="sgd", lr=0.1, weight_decay=0.5, weight_decay_on="weights"))
     for p in net.parameters():
         p.grad = torch.zeros_like(p)
     opt.step()  # zero gradients: only weight decay moves a parameter

@@ -113,13 +113,13 @@ def test_small_models_train_masked_on_real_data(dataset, model_cfg, cache):
     torch.manual_seed(0)
     model = models.build(model_cfg, b.input_shape, b.n_classes)
     masked_steps(model, b, steps=3)
-    # flat inputs (older callers pass the number of features) give the same network
-    torch.manual_seed(0)
-    flat = models.build(model_cfg, math.prod(b.input_shape), b.n_classes)
+    # a flat batch is reshaped to the dataset's example shape: the same outputs
     x, _ = next(b.eval_iter("test"))
-    torch.manual_seed(0)
-    again = models.build(model_cfg, b.input_shape, b.n_classes)
-    assert torch.equal(flat(x.flatten(1)), again(x))
+    assert x.shape[1:] == b.input_shape
+    assert torch.equal(model(x.flatten(1)), model(x))
+    if model_cfg["arch"] not in ("mlp", "lenet300_100"):  # conv nets: a flat shape is an error, never guessed
+        with pytest.raises(ValueError, match="shape"):
+            models.build(model_cfg, (math.prod(b.input_shape),), 10)
 
 
 def test_lenet_and_resnet_parameter_counts():
@@ -242,7 +242,7 @@ def test_missing_root_fails_in_the_runner_with_the_expected_files(tmp_path, cach
 
     with pytest.raises(DataMissing, match="data_batch_1"):
         data.batches({"dataset": "cifar10", "root": str(tmp_path)}, cache)
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="'cifar7' found using 'dataset' does not match"):
         data.batches({"dataset": "cifar7"}, cache)
 
 
@@ -389,6 +389,8 @@ def test_distribution_spellings_and_ids():
      r"model: unknown arch 'resnett'.*\n  hint: did you mean 'resnet'\?"),
     (BASE.replace("{dataset: mnist1d,", "{dataset: mnist1d, root: /x,") + RUN % "", r"data.root: unknown key 'root'"),
     (BASE.replace("{dataset: mnist1d,", "{dataset: cifar10,") + RUN % "", r"data.root: required key 'root' is missing"),
+    (BASE.replace("{arch: mlp, hidden: [32]}", "{arch: lenet5}") + RUN % "",  # the dataset's facts: no shape guessed
+     r"^s.yaml:3:\d+: model: lenet5 takes images \(channels, height, width\); mnist1d's examples have shape \(1, 40\)"),
 ])
 def test_model_data_distribution_errors_are_located(text, expected):
     with pytest.raises(UserError) as e:
@@ -397,7 +399,7 @@ def test_model_data_distribution_errors_are_located(text, expected):
 
 
 def test_model_defaults_and_root_stay_out_of_ids(tmp_path, cifar_root):
-    resnet = BASE.replace("{arch: mlp, hidden: [32]}", "{arch: resnet%s}")
+    resnet = BASE.replace("{arch: mlp, hidden: [32]}", "{arch: resnet%s}").replace("mnist1d", "digits")  # images
     assert ids(resnet % "" + RUN % "") == ids(resnet % ", depth: 20" + RUN % "")
     assert ids(resnet % "" + RUN % "") != ids(resnet % ", depth: 32" + RUN % "")
     cifar = BASE.replace("{dataset: mnist1d,", "{dataset: cifar10, root: %s,")
@@ -526,6 +528,8 @@ def test_training_and_paths_on_streamed_imagenet(imagenet_root, cache, tmp_path)
     def path(name, **p):
         spec = {"kind": "linear", "from": {"job": "a", "artifact": "init"}, "to": {"job": "a", "artifact": "final"},
                 "points": 3, "range": [0.0, 1.0], "mask": "shared", "bn_batches": 0, **p}
+        if spec["kind"] != "linear":
+            del spec["range"]  # a linear path's field
         cfg = {"kind": "path", "seed": 0, "data": data_cfg, "model": model_cfg, "path": spec}
         return job.run({"id": name, "kind": "path", "config": cfg}, tmp_path / name, {"a": tmp_path / "a"}, cache)
 

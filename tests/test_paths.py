@@ -63,7 +63,11 @@ def run_path(root, cache, name, path, stop_after=None, **kw):
     inputs = {r["job"]: root / r["job"] for r in (path["from"], path["to"])}
     if stop_after is None:
         return job.run({"id": name, "kind": "path", "config": c}, root / name, inputs, cache)
-    return paths.run_path(c, root / name, inputs, cache, stop_after=stop_after)
+    paths.STOP_AFTER = stop_after  # stop curve training there, as a killed job would
+    try:
+        return paths.run_path(c, root / name, inputs, cache)
+    finally:
+        paths.STOP_AFTER = None
 
 
 def mlp(hidden=(48, 24)):
@@ -187,11 +191,12 @@ def test_garipov_schedule():
 # --- BatchNorm --------------------------------------------------------------------
 
 class MLPBN(nn.Module):
-    """Test-only MLP with BatchNorm1d after each hidden Linear."""
+    """Test-only MLP with BatchNorm1d after each hidden Linear (a model of one's own, by
+    import path: model: {arch: custom, target: "test_paths:MLPBN"})."""
 
-    def __init__(self, in_features, n_classes, hidden=(48, 24)):
+    def __init__(self, in_shape, n_classes, hidden=(48, 24)):
         super().__init__()
-        layers, w = [nn.Flatten()], in_features
+        layers, w = [nn.Flatten()], math.prod(in_shape)
         for h in hidden:
             layers += [nn.Linear(w, h), nn.BatchNorm1d(h), nn.ReLU()]
             w = h
@@ -202,15 +207,14 @@ class MLPBN(nn.Module):
 
 
 def test_bn_recalibration_restores_endpoint_accuracy(tmp_path, cache, monkeypatch):
-    monkeypatch.setitem(models.ARCHS, "test_mlp_bn", lambda c, i, n: MLPBN(i, n))
-    model_cfg = {"arch": "test_mlp_bn"}
+    model_cfg = {"arch": "custom", "target": "test_paths:MLPBN"}
     c = cfg({"regime": "dense"}, model=model_cfg)
     c["train"]["steps"] = 80
     run = job.run({"id": "bn", "kind": "train", "config": c}, tmp_path / "bn", {}, cache)
     acc = run["scalars"]["final_train_acc"]
     # the same weights with the running statistics of a fresh model (as a curve's control point has)
     state = torch.load(tmp_path / "bn" / "final.pt", weights_only=True)
-    fresh = MLPBN(64, 10).state_dict()
+    fresh = MLPBN((1, 8, 8), 10).state_dict()
     for k in state:
         if "running" in k:
             state[k] = fresh[k]

@@ -85,6 +85,6 @@ def test_precision_default_keeps_ids_and_estimate_counts_it():
             ("cl", ", channels_last: false"))}
     assert ids["default"] == ids["fp32"] == ids["cl"]  # defaults stay out of the id
     assert ids["bf16"] != ids["default"]
-    cost = {p: seconds(next(iter(build(loads(SPEC % extra).study).jobs.values())).config)
+    cost = {p: seconds(next(iter(build(loads(SPEC % extra).study).jobs.values())).spec)
             for p, extra in (("fp32", ""), ("bf16", ", precision: bf16"))}
     assert cost["bf16"] < 0.6 * cost["fp32"]

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from runners import job, masks as M, models, optim, regimes, train
+from studyspec.spec.jobs import parse_job
+from studyspec.spec.train import LRSchedule, Optimizer
 
 torch.set_num_threads(1)
 
@@ -175,8 +177,9 @@ def test_dynamic_sparse_changes_mask_keeps_counts(runs, cache, tmp_path):
             for k, m in final.items():
                 assert (sd[k][~m] == 0).all(), (name, step, k)
     # the drop fraction is cosine-annealed from its initial value to 0 at `stop`
-    ctx = regimes.Context(cfg(REGIMES["rigl"]), tmp_path, {}, STEPS, 64, 10, torch.device("cpu"))
-    r = regimes.make(REGIMES["rigl"], ctx)
+    spec = parse_job(cfg(REGIMES["rigl"]))
+    ctx = regimes.Context(spec, tmp_path, {}, STEPS, (64,), 10, torch.device("cpu"))
+    r = regimes.make(spec.regime, ctx)
     r.start()
     assert r.drop_fraction(0) == pytest.approx(0.3) and r.drop_fraction(15) == pytest.approx(0.15)
     assert r.drop_fraction(30) == pytest.approx(0.0, abs=1e-12)
@@ -197,28 +200,27 @@ def test_small_dense_matches_parameter_count(runs):
     assert abs(s["small_dense_params"] - s["small_dense_target"]) <= 0.01 * s["small_dense_target"]
     assert s["final_sparsity"] < 0.05
     for sparsity, hidden in ((0.9, [300, 100]), (0.95, [300, 100]), (0.98, [300, 100]), (0.5, [128, 64])):
-        c, n, target = regimes.small_dense_cfg({"arch": "mlp", "hidden": hidden}, sparsity, 40, 10)
+        ws, n, target = regimes.small_dense_widths({"arch": "mlp", "hidden": hidden}, sparsity, (40,), 10)
         assert abs(n - target) <= 0.01 * target, (sparsity, hidden, n, target)
-        assert all(h < h0 for h, h0 in zip(c["hidden"], hidden))
+        assert all(h < h0 for h, h0 in zip(ws, hidden))
 
 
-def _one_unit_step(model_cfg, in_features, n):
+def _one_unit_step(model_cfg, in_shape, ws, n):
     """The largest change of the parameter count from moving one width by one unit."""
-    ws = models.widths(model_cfg)
     steps = []
     for i in range(len(ws)):
         for d in (-1, 1):
             if ws[i] + d >= 1:
                 w2 = list(ws)
                 w2[i] += d
-                steps.append(abs(regimes.n_params(models.with_widths(model_cfg, w2), in_features, 10) - n))
+                steps.append(abs(regimes.n_params(model_cfg, in_shape, 10, w2) - n))
     return max(steps)
 
 
 @pytest.mark.parametrize("model_cfg, in_shape, sparsities", [
     ({"arch": "lenet300_100"}, (1, 28, 28), (0.8, 0.95, 0.98)),
     ({"arch": "lenet5"}, (1, 28, 28), (0.8, 0.95, 0.98)),
-    ({"arch": "conv1d", "channels": [32, 32, 32], "kernel": 5}, (40,), (0.8, 0.95, 0.98)),
+    ({"arch": "conv1d", "channels": [32, 32, 32], "kernel": 5}, (1, 40), (0.8, 0.95, 0.98)),
     ({"arch": "resnet", "depth": 20, "width": 16}, (3, 32, 32), (0.8, 0.95, 0.98)),
     ({"arch": "wrn", "depth": 16, "width": 2}, (3, 32, 32), (0.9, 0.98)),
     ({"arch": "torchvision_resnet", "depth": 18}, (3, 64, 64), (0.9,)),
@@ -227,21 +229,18 @@ def test_small_dense_matches_the_count_for_every_arch(model_cfg, in_shape, spars
     """Target = kept prunable weights + every other parameter (biases, BatchNorm) of the full
     model; the small model's count is all its parameters. Within 2% of the target up to 95%
     sparsity; at any sparsity within 2% or one unit of width (what integer widths allow)."""
-    import math
-
-    in_features = math.prod(in_shape)
     full = models.build(model_cfg, in_shape, 10)
     n_prunable = sum(p.numel() for p in M.prunable(full).values())
     n_full = sum(p.numel() for p in full.parameters())
     for sparsity in sparsities:
-        c, n, target = regimes.small_dense_cfg(model_cfg, sparsity, in_features, 10)
+        widths, n, target = regimes.small_dense_widths(model_cfg, sparsity, in_shape, 10)
         assert target == M.n_keep(n_prunable, sparsity) + n_full - n_prunable
-        small = models.build(c, in_shape, 10)  # a real model, with the count claimed
+        small = models.build(model_cfg, in_shape, 10, widths)  # a real model, with the count claimed
         assert sum(p.numel() for p in small.parameters()) == n
-        widths, base = models.widths(c), models.widths(model_cfg)
+        base = models.widths(model_cfg)
         assert len(widths) == len(base) and all(1 <= w < w0 for w, w0 in zip(widths, base)), (widths, base)
         err = abs(n - target)
-        assert err <= max(0.02 * target, _one_unit_step(c, in_features, n)), (sparsity, widths, n, target)
+        assert err <= max(0.02 * target, _one_unit_step(model_cfg, in_shape, widths, n)), (sparsity, widths, n, target)
         if sparsity <= 0.95:
             assert err <= 0.02 * target, (sparsity, widths, n, target)
         if model_cfg["arch"] not in ("mlp", "lenet300_100"):  # conv nets keep their proportions:
@@ -256,8 +255,7 @@ def test_torchvision_resnet_with_its_own_widths_is_torchvision_resnet():
         torch.manual_seed(0)
         ref = models.build({"arch": "torchvision_resnet", "depth": depth}, (3, 32, 32), 10)
         torch.manual_seed(0)
-        ours = models.build({"arch": "torchvision_resnet", "depth": depth, "widths": [64, 64, 128, 256, 512]},
-                            (3, 32, 32), 10)
+        ours = models.build({"arch": "torchvision_resnet", "depth": depth}, (3, 32, 32), 10, [64, 64, 128, 256, 512])
         a, b = ref.state_dict(), ours.state_dict()
         assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
         x = torch.randn(2, 3, 32, 32)
@@ -274,11 +272,11 @@ def test_every_regime_records_grad_norm(runs):
 # --- training options -----------------------------------------------------------
 
 def test_lr_schedules():
-    ms = {"name": "multistep", "warmup": 0, "milestones": [0.5, 75], "gamma": 0.1}
+    ms = LRSchedule(name="multistep", warmup=0, milestones=[0.5, 75], gamma=0.1)
     assert optim.milestone_steps([0.5, 75], 100) == [50, 75]
     lrs = [optim.lr_at(t, 1.0, ms, 100) for t in (0, 49, 50, 74, 75, 99)]
     assert lrs == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
-    warm = dict(ms, warmup=10)
+    warm = ms.model_copy(update={"warmup": 10})
     assert optim.lr_at(4, 1.0, warm, 100) == pytest.approx(0.5) and optim.lr_at(60, 1.0, warm, 100) == pytest.approx(0.1)
 
 
@@ -298,5 +296,5 @@ def test_optimizers_epochs_label_smoothing(tmp_path, cache, opt):
     mask = load(tmp_path, "o", "mask.pt")
     final = load(tmp_path, "o", "final.pt")
     assert all((final[k][~v] == 0).all() for k, v in mask.items())
-    assert isinstance(train.make_optimizer([torch.zeros(1, requires_grad=True)], opt),
+    assert isinstance(train.make_optimizer([torch.zeros(1, requires_grad=True)], Optimizer(**opt)),
                       {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[opt["name"]])

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from runners import data, job, masks as M, models, paths, schedule, train
+from studyspec.spec.train import LRSchedule
 
 torch.set_num_threads(1)
 
@@ -75,14 +76,14 @@ def test_update_steps():
     upd = [t for t in range(40) if schedule.is_update_step(t, 10, 25, 10)]
     assert upd == [10, 20, 25]
     assert [t for t in range(40) if schedule.is_update_step(t, 7, 7, 30)] == [7]
-    assert schedule.step_bounds({"begin": 0.1, "end": 0.6}, 3000) == (300, 1800)
+    assert schedule.step_bounds(0.1, 0.6, 3000) == (300, 1800)
 
 
 def test_lr_schedule():
-    s = {"name": "cosine", "warmup": 4}
+    s = LRSchedule(name="cosine", warmup=4)
     assert [train.lr_at(t, 1.0, s, 14) for t in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert train.lr_at(9, 1.0, s, 14) == pytest.approx(0.5)
-    assert train.lr_at(13, 1.0, {"name": "constant", "warmup": 0}, 14) == 1.0
+    assert train.lr_at(13, 1.0, LRSchedule(), 14) == 1.0
 
 
 # --- masks ------------------------------------------------------------------------
@@ -122,10 +123,10 @@ def test_erk_hits_target_and_unknown_distribution():
 def test_datasets(cache):
     x, y, xt, yt = data.load({"dataset": "digits"}, cache)
     assert x.dtype == torch.float32 and y.dtype == torch.int64
-    assert x.shape == (1437, 64) and xt.shape == (360, 64)
+    assert x.shape == (1437, 1, 8, 8) and xt.shape == (360, 1, 8, 8)  # the shape of studyspec.datasets.FACTS
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
     x, y, xt, yt = data.load({"dataset": "mnist1d"}, cache)
-    assert x.shape == (4000, 40) and xt.shape == (1000, 40) and y.dtype == torch.int64
+    assert x.shape == (4000, 1, 40) and xt.shape == (1000, 1, 40) and y.dtype == torch.int64
     assert len(list(Path(cache).glob("mnist1d-*.npz"))) == 1
     assert torch.equal(data.load({"dataset": "mnist1d"}, cache)[0], x)
     with pytest.raises(ValueError, match="mnist1d"):
@@ -253,7 +254,7 @@ def test_bezier_coefficients_and_errors():
     c = paths.Bezier(3).coeffs(0.4)
     assert sum(c) == pytest.approx(1.0) and c[0] == pytest.approx(0.6**3)
     with pytest.raises(ValueError, match="train"):
-        job.run({"id": "x", "kind": "nope", "config": {}}, Path("/tmp"), {}, Path("/tmp"))
+        job.run({"id": "x", "kind": "nope", "config": {"kind": "nope"}}, Path("/tmp"), {}, Path("/tmp"))
 
 
 def test_importing_runners_job_is_torch_free():

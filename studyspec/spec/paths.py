@@ -36,6 +36,7 @@ MaskPolicy = Literal["shared", "from", "to", "union", "none"]
 
 class PathQuery(Strict):
     ref_fields: ClassVar[tuple[str, ...]] = ("from_", "to")
+    trained: ClassVar[bool] = False  # whether control points are trained (curves)
     from_: End = Field(alias="from", description="start, e.g. scratch.init or {ref: scratch.final, at: {seed: 1}}")
     to: End = Field(description="end, e.g. prune.final")
     mask: MaskPolicy = Field(
@@ -60,6 +61,8 @@ def _ref(end) -> str:
 class Linear(PathQuery):
     """theta(a) = (1 - a) * from + a * to on an evenly spaced grid of a."""
 
+    n_points: ClassVar[int] = 2  # points the path is made of (its endpoints)
+
     kind: Literal["linear"]
     points: Points = Field(29, description="grid points")
     range: tuple[float, float] = Field((0.0, 1.0), description="[first a, last a]; may extrapolate")
@@ -83,6 +86,7 @@ class CurveTrain(Strict):
 
 
 class Curve(PathQuery):
+    trained: ClassVar[bool] = True
     points: Points = Field(61, description="evaluation points on [0, 1]")
     subspace: Literal["sparse", "dense"] = Field(
         "sparse", description="sparse: control points stay inside the mask (values and gradients); dense: free")
@@ -102,12 +106,22 @@ class Bezier(Curve):
     kind: Literal["bezier"]
     degree: Literal[2, 3] = Field(2, description="2: one control point, 3: two")
 
+    @property
+    def n_points(self) -> int:
+        """Points the curve is made of: endpoints and control points."""
+        return self.degree + 1
+
 
 class Polychain(Curve):
     """A polygonal chain with `bends` trained bend points, at t = i / (bends + 1)."""
 
     kind: Literal["polychain"]
     bends: Annotated[int, Field(ge=1, le=100)] = Field(1, description="number of bend points")
+
+    @property
+    def n_points(self) -> int:
+        """Points the chain is made of: endpoints and bends."""
+        return self.bends + 2
 
 
 AnyPath = Annotated[Union[Linear, Bezier, Polychain], Field(discriminator="kind")]

@@ -29,6 +29,10 @@ class Regime(Strict):
         None, description="this run's learning rate instead of train.optimizer.lr (e.g. an lr sweep of one run "
         "against a fixed reference run); default: train.optimizer.lr")
 
+    def trained_steps(self, steps: int) -> int:
+        """Optimizer steps the run takes in all, for a training length of ``steps``."""
+        return steps
+
     def refs(self) -> dict[str, str]:
         out = {}
         for name in self.ref_fields:
@@ -92,6 +96,10 @@ class Imp(Regime):
     @property
     def uses_sparsity(self) -> bool:  # type: ignore[override]
         return self.fraction is None
+
+    def trained_steps(self, steps: int) -> int:
+        """Round 0 trains ``steps``, every later round steps rewind..steps."""
+        return steps + self.rounds * (steps - self.rewind)
 
 
 class MaskedStart(Regime):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
 from pydantic import AfterValidator, Field, NonNegativeFloat, PositiveFloat, model_validator
 
+from .custom import CustomCode
 from .base import MAX_LAYERS, MAX_STEPS, Batch, Examples, Step, Steps, Strict, Width
 
 
@@ -81,32 +84,62 @@ class ImageNet(RootData):
                            "jobs and path queries measure the train loss, accuracy and grad_norm")
 
 
-Data = Annotated[Union[Mnist1d, Digits, MlxtendMnist, TorchvisionMnist, Cifar, ImageNet],
+class CustomData(DataBase, CustomCode):
+    """A dataset of your own, by import path (studyspec/spec/custom.py): the job calls
+    ``target(**args)``, which returns {x, y, x_test, y_test, classes}; held in memory."""
+
+    dataset: Literal["custom"] = Field(description="dataset name")
+
+
+Data = Annotated[Union[Mnist1d, Digits, MlxtendMnist, TorchvisionMnist, Cifar, ImageNet, CustomData],
                  Field(discriminator="dataset")]
 
 
-class MLP(Strict):
+class ModelSpec(Strict):
+    """An arch. Its facts, read without torch (cost estimate, validation): ``COST``, the
+    GPU-seconds per training example (forward + backward) on one V100-class GPU in fp32,
+    from public throughput figures (``cost_per_example`` scales it to the spec's size), and
+    ``INPUT_RANK``, the rank of the examples it takes (channels first; None: any, flattened)."""
+
+    COST: ClassVar[float] = 1e-3
+    INPUT_RANK: ClassVar[int | None] = None
+
+    def cost_per_example(self) -> float:
+        return self.COST
+
+
+class MLP(ModelSpec):
     """Fully connected ReLU network."""
+
+    COST: ClassVar[float] = 2e-8
 
     arch: Literal["mlp"] = Field(description="architecture")
     hidden: list[Width] = Field([300, 100], max_length=MAX_LAYERS, description="hidden layer widths (mlp)")
 
 
-class LeNet300(Strict):
+class LeNet300(ModelSpec):
     """LeNet-300-100 (LeCun et al. 1998): the mlp with hidden [300, 100]."""
+
+    COST: ClassVar[float] = 2e-8
 
     arch: Literal["lenet300_100"] = Field(description="architecture")
 
 
-class LeNet5(Strict):
+class LeNet5(ModelSpec):
     """LeNet-5 (conv 6@5x5 pad 2, pool, conv 16@5x5, pool, fc 120, 84) for 28x28 (or 32x32) images."""
+
+    COST: ClassVar[float] = 1e-7
+    INPUT_RANK: ClassVar[int | None] = 3
 
     arch: Literal["lenet5"] = Field(description="architecture")
 
 
-class Conv1d(Strict):
+class Conv1d(ModelSpec):
     """A small 1-D conv net for sequences such as mnist1d: Conv1d+ReLU layers (stride 2,
     padding kernel//2), flattened, linear classifier."""
+
+    COST: ClassVar[float] = 1e-7
+    INPUT_RANK: ClassVar[int | None] = 2
 
     arch: Literal["conv1d"] = Field(description="architecture")
     channels: list[Width] = Field([32, 32, 32], max_length=MAX_LAYERS, description="channels of each conv layer")
@@ -121,9 +154,15 @@ def _depth(offset: int):
     return check
 
 
-class ResNet(Strict):
+class ResNet(ModelSpec):
     """CIFAR ResNet (He et al. 2016): 3 stages of (depth-2)/6 basic blocks, BatchNorm,
     1x1 conv projection shortcuts where the shape changes."""
+
+    COST: ClassVar[float] = 1.0e-4  # ResNet-20 on 32x32 (~10k img/s); scaled by depth and width^2
+    INPUT_RANK: ClassVar[int | None] = 3
+
+    def cost_per_example(self) -> float:
+        return self.COST * self.depth / 20 * (self.width / 16) ** 2
 
     arch: Literal["resnet"] = Field(description="architecture")
     depth: Annotated[int, Field(le=6 * 1000 + 2), AfterValidator(_depth(2))] = Field(20, description="6n+2: 20, 32, 44, 56, 110")
@@ -133,16 +172,31 @@ class ResNet(Strict):
         "as the identity (Goyal et al. 2017; Gale et al.'s init_zero)")
 
 
-class WRN(Strict):
+class WRN(ModelSpec):
     """Wide ResNet (Zagoruyko & Komodakis 2016), pre-activation blocks, BatchNorm."""
+
+    COST: ClassVar[float] = 1.2e-3  # WRN-28-10 on 32x32 (~800 img/s); scaled by depth and width^2
+    INPUT_RANK: ClassVar[int | None] = 3
+
+    def cost_per_example(self) -> float:
+        return self.COST * self.depth / 28 * (self.width / 10) ** 2
 
     arch: Literal["wrn"] = Field(description="architecture")
     depth: Annotated[int, Field(le=6 * 1000 + 4), AfterValidator(_depth(4))] = Field(28, description="6n+4: 16, 22, 28, 40")
     width: Annotated[int, Field(ge=1, le=256)] = Field(10, description="widening factor k")
 
 
-class TorchvisionResNet(Strict):
+RESNET_GFLOPS = {18: 1.8, 34: 3.6, 50: 4.1, 101: 7.8, 152: 11.5}  # at 224x224
+
+
+class TorchvisionResNet(ModelSpec):
     """torchvision's ImageNet ResNet (weights=None: random init, nothing downloaded)."""
+
+    COST: ClassVar[float] = 2.9e-3  # ResNet-50 at 224x224 (~350 img/s); scaled by FLOPs per depth
+    INPUT_RANK: ClassVar[int | None] = 3
+
+    def cost_per_example(self) -> float:
+        return self.COST * RESNET_GFLOPS[self.depth] / RESNET_GFLOPS[50]
 
     arch: Literal["torchvision_resnet"] = Field(description="architecture")
     depth: Literal[18, 34, 50, 101, 152] = Field(50, description="18, 34, 50, 101 or 152")
@@ -151,7 +205,15 @@ class TorchvisionResNet(Strict):
         "as the identity (Goyal et al. 2017; Gale et al.'s init_zero)")
 
 
-Model = Annotated[Union[MLP, LeNet300, LeNet5, Conv1d, ResNet, WRN, TorchvisionResNet],
+class CustomModel(ModelSpec, CustomCode):
+    """A model of your own, by import path (studyspec/spec/custom.py): the job calls
+    ``target(in_shape, n_classes, **args)`` and trains the ``torch.nn.Module`` it returns."""
+
+    GIVEN: ClassVar[tuple[str, ...]] = ("in_shape", "n_classes")
+    arch: Literal["custom"] = Field(description="architecture")
+
+
+Model = Annotated[Union[MLP, LeNet300, LeNet5, Conv1d, ResNet, WRN, TorchvisionResNet, CustomModel],
                   Field(discriminator="arch")]
 
 
@@ -222,3 +284,9 @@ class Train(Strict):
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("give the length of training as exactly one of steps or epochs")
         return self
+
+    def total_steps(self, n_train: int, batch_size: int) -> int:
+        """Optimizer steps: ``steps``, or ``epochs`` as ceil(epochs * n_train / batch_size)."""
+        if self.steps:
+            return self.steps
+        return int(math.ceil(self.epochs * n_train / batch_size))
