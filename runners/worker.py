@@ -1,4 +1,6 @@
-"""Runs one job in its own process: `python -m runners.worker RUN_DIR`.
+"""Runs one job in its own process: `python -m runners.worker RUN_DIR`; or, as a
+long-lived local worker, many jobs one after the other: `python -m runners.worker --serve STORE`
+(see ``serve``).
 
 The engine never imports this module: it starts it by name (``studyspec.store.WORKER``).
 
@@ -98,7 +100,114 @@ def _run(job: dict, store: Store, world) -> bool:
     return True
 
 
+def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
+    """A long-lived local worker (studyspec/executors/local.py): imports torch and the runners
+    once, then runs the jobs it is sent, one at a time, each in a child forked from this
+    process, so every job starts from the same freshly imported state (results bit-identical
+    to a fresh process per job) and stays isolated: its own log (stdout and stderr), lock,
+    thread count and seeds, exactly as ``run`` in a fresh process; a job that crashes or
+    exhausts memory takes only its child down. This process never runs a job itself, never
+    starts threads and never touches CUDA (so forking is safe).
+
+    Protocol, one JSON line each way: in ``[run_dir, log_path]``; out ``["started", pid]``
+    then ``["exit", code]`` (code: the child's exit status, -N if killed by signal N). EOF
+    on stdin ends the worker. SIGINT is ignored here (Ctrl-C in a terminal reaches the
+    job's child, and the launch stops its workers); SIGTERM is passed on to the running
+    child, whose end is awaited and reported before the worker exits.
+    STUDYSPEC_JOB_MEMORY_MB: address space a job may add beyond the worker's (an rlimit)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    state = {"child": None, "stop": False}
+
+    def on_term(signum, frame):
+        state["stop"] = True
+        if state["child"] is None:
+            raise SystemExit(128 + signum)
+        try:
+            os.kill(state["child"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    signal.signal(signal.SIGTERM, on_term)
+    import torch  # noqa: F401  (the point of this worker: imported once)
+
+    import runners.job  # noqa: F401
+    import runners.machine  # noqa: F401
+    import runners.paths  # noqa: F401
+    import runners.train  # noqa: F401
+
+    for line in stdin:
+        run_dir, log_path = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _child(run_dir, log_path)  # never returns
+        state["child"] = pid
+        stdout.write(json.dumps(["started", pid]) + "\n")
+        stdout.flush()
+        _, status = os.waitpid(pid, 0)
+        state["child"] = None
+        stdout.write(json.dumps(["exit", os.waitstatus_to_exitcode(status)]) + "\n")
+        stdout.flush()
+        if state["stop"]:
+            break
+
+
+def _child(run_dir: str, log_path: str) -> None:
+    """In the forked child: the job's own log as stdout/stderr, default signals, run, exit."""
+    import signal
+    import traceback
+
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        limit = os.environ.get("STUDYSPEC_JOB_MEMORY_MB", "")
+        if limit.isdigit():
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + int(limit) * 2**20,) * 2)
+        run(run_dir)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        code = 128 + signal.SIGINT
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _vm_bytes() -> int:
+    """This process's virtual memory size (what RLIMIT_AS counts)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m runners.worker RUN_DIR")
-    run(sys.argv[1])
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":  # argv[2]: the store, to tell workers apart in ps
+        serve()
+    elif len(sys.argv) != 2:
+        sys.exit("usage: python -m runners.worker RUN_DIR | --serve STORE")
+    else:
+        run(sys.argv[1])

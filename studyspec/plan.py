@@ -106,11 +106,19 @@ def build(study: Study) -> Plan:
     order = run_order(study)
     ids_at: dict[tuple, dict[str, str]] = {}  # sweep point (coordinate indices) -> run -> job id
     deferred = []  # paths are planned once every point's runs are, so endpoints may lie at other points
+    dumped: dict[int, tuple] = {}  # id(section object) -> (object, its key part)
     for point in points(study):
         at = apply(study, point)
         ids: dict[str, str] = {}
-        # the shared sections' parts of the keys, dumped once per point
-        shared = {name: jobs.section_key(getattr(at, name)) for name in ("data", "model", "train")}
+        # the shared sections' parts of the keys: sweep points that differ only in their seed
+        # share these objects (sweep.apply), so each is dumped once, not once per point
+        shared = {}
+        for name in ("data", "model", "train"):
+            obj = getattr(at, name)
+            held = dumped.get(id(obj))
+            if held is None or held[0] is not obj:
+                held = dumped[id(obj)] = (obj, jobs.section_key(obj))
+            shared[name] = held[1]
         for name in order:
             regime = at.runs[name]
             deps = tuple(dict.fromkeys(ids[split_ref(r)[0]] for r in regime.refs().values()))
