@@ -222,7 +222,7 @@ def main():
             proc.terminate()
             proc.join()
             print(f"xr.open_mfdataset over {n} per-job netCDFs + to_netcdf: not done after {wall_b:.0f} s "
-                  f"(stopped); collect is more than {wall_b / wall_full:.0f}x faster")
+                  f"(stopped); collect is more than {wall_b / wall_full:.1f}x faster")
         else:
             assert proc.exitcode == 0, proc.exitcode
             print(f"xr.open_mfdataset over {n} per-job netCDFs + to_netcdf: {wall_b:.2f} s; "
