@@ -69,7 +69,7 @@ def hand_loop(cfg: dict, cache: Path) -> None:
     b = data.batches(cfg["data"], cache, device)
     x, y = b.arrays()[:2]
     torch.manual_seed(0)
-    model = models.build(cfg["model"], int(np.prod(b.input_shape)), 10).to(device)
+    model = models.build(cfg["model"], b.input_shape, 10).to(device)  # the dataset's example shape (never a flat count for a conv net)
     precision, cl = cfg["train"]["precision"], cfg["train"]["channels_last"]
     if cl:
         model.to(memory_format=torch.channels_last)
