@@ -62,7 +62,7 @@ def hand_loop(cfg: dict, run_dir: Path, cache: Path) -> dict:
     steps, eval_every = cfg["train"]["steps"], cfg["train"]["eval_every"]
     x, y, xt, yt = data.load(cfg["data"], cache)
     torch.manual_seed(cfg["seed"])
-    model = models.build(cfg["model"], x.shape[1], 10)
+    model = models.build(cfg["model"], tuple(x.shape[1:]), 10)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     gen = torch.Generator().manual_seed(derive_seed(cfg["seed"], "data"))
     bs, n, perm, pos = 256, len(y), None, 0
