@@ -118,8 +118,8 @@ def test_two_processes_train_like_one(regime, tmp_path):
         assert sa["scalars"]["mask_updates"] == sb["scalars"]["mask_updates"] == 4  # at steps 10, 20, 30, 40
     for var in ("train_loss", "test_acc", "sparsity"):
         assert torch.allclose(torch.tensor(sa["vars"][var]), torch.tensor(sb["vars"][var]), atol=1e-4), var
-    assert sorted(p.name for p in two.iterdir()) == ["final.pt", "init.pt", "job.json", "lock", "mask.pt",
-                                                     "shard.json"]
+    assert sorted(p.name for p in two.iterdir()) == ["environment.json", "final.pt", "init.pt", "job.json", "lock",
+                                                     "mask.pt", "shard.json"]
     assert torch.equal(load(one / "init.pt")["net.1.weight"], load(two / "init.pt")["net.1.weight"])
 
     # launched again: rank 0 finds the shard and tells rank 1; neither trains
