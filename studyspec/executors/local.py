@@ -93,8 +93,11 @@ class _Worker:
     def start(self, run_dir, log_path) -> "_Worker":
         self.child, self.code = None, None
         self.jobs += 1
-        self.proc.stdin.write((json.dumps([str(run_dir), str(log_path)]) + "\n").encode())
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write((json.dumps([str(run_dir), str(log_path)]) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:  # the worker died before taking the job (its error: _local/workers.log)
+            self.code = self.proc.wait() or -1
         return self
 
     def poll(self) -> int | None:
@@ -217,8 +220,10 @@ class LocalRun:
                 self.console.print(f"[green]done[/]   {label(self.plan, jid)} ({time.time() - started:.1f} s)")
             else:
                 self.out.failed[jid] = str(self.store.log(jid))
-                self.console.print(f"[red]failed[/] {label(self.plan, jid)}: exit code {code}, "
-                                   f"log: {self.store.log(jid)}")
+                where = self.store.log(jid)
+                if isinstance(proc, _Worker) and proc.child is None:  # never reached a job child
+                    where = self.store.root / "_local" / "workers.log"
+                self.console.print(f"[red]failed[/] {label(self.plan, jid)}: exit code {code}, log: {where}")
 
     def stop(self):
         """Interrupted: stop the running workers; finished jobs are kept, these rerun next time."""
