@@ -5,6 +5,7 @@ here with pip, offline) on its PYTHONPATH, as a job of a study resumed in anothe
 environment would."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -74,7 +75,8 @@ def test_jobs_record_their_environment_and_collect_flags_mixed_versions(tmp_path
     assert ds.attrs["environment_packages"] == f"{rec['packages_hash']} (1 job)"
 
     # the second seed runs with one more package installed: same torch, another package set
-    monkeypatch.setenv("PYTHONPATH", _probe_package(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [_probe_package(tmp_path),
+                                                                   os.environ.get("PYTHONPATH")])))
     two = _run(SPEC.replace("seed: [0]", "seed: [0, 1]"), root)
     (job_b,) = set(two.jobs) - {job_a}
     rec_b = json.loads((store.run_dir(job_b) / "environment.json").read_text())
