@@ -58,7 +58,7 @@ from ..store import WORKER, Store
 
 DEFAULTS = {"time": "60", "nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 1}
 FIELDS = ("partition", "account", "qos", "time", "nodes", "tasks_per_node", "gpus_per_node",
-          "cpus_per_task", "mem", "constraint", "array_parallelism", "extra")
+          "cpus_per_task", "mem", "constraint", "array_parallelism", "extra", "setup", "python")
 KINDS = ("train", "path")
 
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "CONFIGURING",
@@ -69,7 +69,7 @@ FAILED = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADL
 SCRIPT = """\
 #!/bin/bash
 # Written by studyspec (executors/slurm.py): one array task = one job of the study.
-# usage: sbatch --array=... job.sh TASKS_FILE
+# usage: sbatch --array=... job-<kind>.sh TASKS_FILE
 # (TASKS_FILE lines: <array index> TAB <run dir> TAB <job.json content on one line>)
 set -u
 RUN_DIR=$(awk -F'\t' -v i="$SLURM_ARRAY_TASK_ID" '$1 == i {{print $2; exit}}' "$1")
@@ -77,6 +77,8 @@ RUN_DIR=$(awk -F'\t' -v i="$SLURM_ARRAY_TASK_ID" '$1 == i {{print $2; exit}}' "$
 mkdir -p "$RUN_DIR"
 TASK="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
 export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" MKL_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}"
+# setup (launch.slurm setup of this job kind)
+{setup}
 echo "slurm task $TASK (job $SLURM_JOB_ID) on $(hostname), restart ${{SLURM_RESTART_COUNT:-0}}" >> "$RUN_DIR/log.txt"
 # USR1 comes before the time limit (--signal): put this task back in the queue; the
 # worker is stopped by SLURM and the next run resumes from the latest checkpoint.
@@ -99,14 +101,16 @@ exit "$RC"
 
 def settings(launch_slurm, kind: str, cli: dict | None = None, cli_kind: dict | None = None) -> dict:
     """Resolved resources of one job kind: defaults < spec launch.slurm < spec launch.slurm.<kind>
-    < command-line options < command-line options for <kind>."""
-    out = {**dict.fromkeys(FIELDS), **DEFAULTS, "extra": {}}
+    < command-line options < command-line options for <kind>; `setup` lines add up in that order."""
+    out = {**dict.fromkeys(FIELDS), **DEFAULTS, "extra": {}, "setup": []}
     layers = [launch_slurm.model_dump(include=set(FIELDS)),
               getattr(launch_slurm, kind).model_dump(include=set(FIELDS)), cli or {}, cli_kind or {}]
     for layer in layers:
         for k, v in layer.items():
             if k == "extra":
                 out["extra"] = {**out["extra"], **(v or {})}
+            elif k == "setup":
+                out["setup"] = [*out["setup"], *(v or [])]
             elif v is not None:
                 out[k] = v
     return out
@@ -420,9 +424,12 @@ def launch(loaded, plan: Plan, store: Store, cli: dict | None = None,
 
     folder = store.slurm_dir(study.study)
     (folder / "logs").mkdir(parents=True, exist_ok=True)
-    script = folder / "job.sh"
-    script.write_text(SCRIPT.format(python=shlex.quote(sys.executable)))
-    script.chmod(0o755)
+    scripts = {}
+    for kind in KINDS:  # one batch script per job kind: its setup lines and its python command
+        scripts[kind] = folder / f"job-{kind}.sh"
+        scripts[kind].write_text(SCRIPT.format(python=res[kind]["python"] or shlex.quote(sys.executable),
+                                               setup="\n".join(res[kind]["setup"])))
+        scripts[kind].chmod(0o755)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     record = store.read_slurm(study.study)
     for n, arr in enumerate(arrays):
@@ -439,7 +446,7 @@ def launch(loaded, plan: Plan, store: Store, cli: dict | None = None,
         if deps:
             args += [f"--dependency={','.join(deps)}", "--kill-on-invalid-dep=yes"]
         try:
-            arr.slurm_id = _cmd([*args, str(script), str(tasks)], "sbatch").stdout.strip().split(";")[0]
+            arr.slurm_id = _cmd([*args, str(scripts[arr.kind]), str(tasks)], "sbatch").stdout.strip().split(";")[0]
         except UserError:
             # keep what was queued recorded, so status and cancel still see it
             store.write_slurm(study.study, record)
@@ -498,9 +505,15 @@ def overrides(options: dict, sets: list[str] | None = None) -> tuple[dict, dict[
             raise UserError.single(f"--slurm {item!r}: expected KEY=VALUE with KEY one of "
                                    f"{', '.join(f for f in FIELDS if f != 'extra')}, extra.OPTION, "
                                    "optionally prefixed by train. or path.", file="command line",
-                                   hint="e.g. --slurm train.mem=4G --slurm extra.exclude=node7")
+                                   hint="e.g. --slurm train.mem=4G --slurm extra.exclude=node7 "
+                                   "--slurm 'setup=module load cuda' --slurm 'python=apptainer exec --nv x.sif python'")
         v: object = value
-        if value.lower() in ("true", "false"):
+        if parts[0] == "setup":  # a shell line, as written; repeat --slurm setup=... for more lines
+            target.setdefault("setup", []).append(value)
+            continue
+        if parts[0] == "python":
+            pass
+        elif value.lower() in ("true", "false"):
             v = value.lower() == "true"
         elif value.isdigit():
             v = int(value)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import shutil
+import subprocess
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator
@@ -57,6 +60,39 @@ def _slurm_time(value: str | int) -> str:
 SlurmTime = Annotated[Union[int, str], AfterValidator(_slurm_time)]
 
 
+def _shell_line(value: str) -> str:
+    """One complete shell command (checked with `bash -n` where bash is found)."""
+    if not value.strip():
+        raise ValueError("an empty setup line: remove it")
+    if "\n" in value or "\r" in value:
+        raise ValueError("a setup line holds one command: write one list item per line")
+    bash = shutil.which("bash")
+    if bash:
+        proc = subprocess.run([bash, "-n", "-c", value], capture_output=True, text=True)
+        if proc.returncode != 0:
+            err = proc.stderr.strip().splitlines()[-1].split(": ", 2)[-1] if proc.stderr.strip() else "syntax error"
+            err = re.sub(r"^line \d+: ", "", err)
+            raise ValueError(f"{value!r} is not a complete shell command (bash -n: {err})")
+    return value
+
+
+def _python_command(value: str) -> str:
+    """A command line that runs Python: a path or a wrapper such as `apptainer exec --nv image.sif python`."""
+    if "\n" in value or "\r" in value:
+        raise ValueError("the python command is one line")
+    try:
+        words = shlex.split(value)
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a command line ({e})") from None
+    if not words:
+        raise ValueError("an empty python command: leave it out to use the launching interpreter")
+    return value.strip()
+
+
+ShellLine = Annotated[str, AfterValidator(_shell_line)]
+PythonCommand = Annotated[str, AfterValidator(_python_command)]
+
+
 class SlurmResources(Strict):
     """What one SLURM job asks for. Unset fields inherit (kind section -> slurm section -> default)."""
 
@@ -78,6 +114,13 @@ class SlurmResources(Strict):
         None, description="at most this many tasks of one job array run at once")
     extra: dict[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")], Union[Text, int, bool]] = Field(
         {}, description="more sbatch options, e.g. {exclude: node7, reservation: x}; true = a flag")
+    setup: list[ShellLine] | None = Field(
+        None, description="shell lines each job runs before Python (module load ..., source .../activate, "
+        "export ...); those of launch.slurm run first, then the job kind's, then the command line's")
+    python: PythonCommand | None = Field(
+        None, description="the command that runs Python in each job: an interpreter (/path/env/bin/python) or a "
+        "wrapper (apptainer exec --nv image.sif python); it must import studyspec (default: the launching "
+        "interpreter)")
 
 
 class SlurmLaunch(SlurmResources):
