@@ -14,7 +14,10 @@ several processes (runners/distributed.py) only rank 0 writes; the others skip t
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -62,6 +65,28 @@ def save_state(model: torch.nn.Module, path: Path) -> None:
 
 def load_obj(path: Path):
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_resume(path: Path) -> dict | None:
+    """A resume checkpoint (resume.pt, curve_ckpt.pt), or None: absent, or unreadable
+    (truncated, garbage, not a mapping), in which case it is set aside as ``<name>.bad-<time>``
+    with a warning and the job starts again from the beginning."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = load_obj(path)
+        if not isinstance(state, dict):
+            raise ValueError(f"holds {type(state).__name__}, not a checkpoint")
+        return state
+    except Exception as e:  # noqa: BLE001 -- any unreadable checkpoint: set aside, never fatal
+        if not distributed.is_main():
+            return None
+        aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(path, aside)
+        print(f"warning: {path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+              f"set aside as {aside.name}, starting this job from the beginning", file=sys.stderr, flush=True)
+        return None
 
 
 def load_state(ref: ArtifactRef, inputs: dict[str, Path]) -> dict:

@@ -44,10 +44,8 @@ def save(run_dir: Path, cfg: dict, g: int, ctx, sampler, regime, rec: dict, coor
 def load(run_dir: Path, cfg: dict) -> dict | None:
     """The resume checkpoint of this run directory, or None (absent, or of another config)."""
     path = Path(run_dir) / FILE
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("config") != fingerprint(cfg):
+    state = artifacts.load_resume(path)
+    if state is None or state.get("config") != fingerprint(cfg):
         return None
     return state
 

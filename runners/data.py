@@ -49,13 +49,17 @@ Datasets (files under a ``root`` are located and checked by ``studyspec.datasets
   (500 per class), shape (1, 28, 28), fixed stratified 80/20 split with random_state 0
   (4000 train / 1000 test), normalised with the MNIST mean/std.
 - ``mnist``, ``fashion_mnist``: the idx files (torchvision layout), (1, 28, 28), normalised.
-- ``cifar10``, ``cifar100``: the python pickles, (3, 32, 32), normalised per channel;
+- ``cifar10``, ``cifar100``: the python pickles, (3, 32, 32), normalised per channel; each
+  file's MD5 is checked against the published one before it is unpickled (a file that
+  differs is read with a warning), and only plain data and numpy arrays are unpickled
+  (``read_cifar_batch``: a crafted pickle cannot run code);
   ``augment`` (default on): 4-pixel zero padding + random 32x32 crop + horizontal flip.
 - ``imagenet``: ImageFolder train/ and val/ (streamed, see above).
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import pickle
@@ -147,6 +151,45 @@ def _mnist_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
             "y_test": read("t10k-labels-idx1-ubyte", read_label_file)}
 
 
+# The MD5 sums published with the CIFAR python versions (the ones torchvision checks)
+CIFAR_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+    "train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+}
+# what a CIFAR batch (a dict of bytes, lists and numpy arrays) may name; anything else is refused
+_PICKLE_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                   ("numpy._core.multiarray", "scalar"), ("numpy._core.numeric", "_frombuffer"),
+                   ("numpy.core.numeric", "_frombuffer")}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only: a crafted file cannot run code."""
+
+    def find_class(self, module, name):
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a dataset file")
+
+
+def read_cifar_batch(path: Path) -> dict:
+    """One CIFAR batch file. Its MD5 is checked against the published one first; a file that
+    differs (a subset, a fake for tests) is read with a warning. Either way it is unpickled
+    with _DataUnpickler, which builds plain data and numpy arrays and nothing else."""
+    import warnings
+
+    data = Path(path).read_bytes()
+    expected = CIFAR_MD5.get(Path(path).name)
+    if expected is not None and hashlib.md5(data).hexdigest() != expected:
+        warnings.warn(f"{path} is not the published CIFAR file (MD5 differs): read as plain data only", stacklevel=2)
+    try:
+        return _DataUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as e:  # noqa: BLE001 -- crafted, truncated or not a pickle
+        raise ValueError(f"{path} is not a CIFAR batch file: {type(e).__name__}: {str(e)[:200]}") from None
+
+
 def _cifar_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     d = _folder(data)
     if data.dataset == "cifar10":
@@ -157,8 +200,7 @@ def _cifar_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     def read(files):
         xs, ys = [], []
         for f in files:
-            with open(d / f, "rb") as fh:
-                entry = pickle.load(fh, encoding="bytes")
+            entry = read_cifar_batch(d / f)
             xs.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(entry[label_key], dtype=np.int64))
         return np.concatenate(xs), np.concatenate(ys)

@@ -214,7 +214,14 @@ def save(masks: dict[str, torch.Tensor], path: Path) -> None:
 
 
 def load(path: Path) -> dict[str, torch.Tensor]:
-    return {k: v.to(torch.bool) for k, v in torch.load(path, map_location="cpu", weights_only=True).items()}
+    """A mask file ({param name: bool tensor}); ValueError naming the file if it is not one."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- garbage, truncated, not a torch file
+        raise ValueError(f"{path} is not a mask file studyspec wrote ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise ValueError(f"{path} is not a mask file studyspec wrote (not a mapping of names to tensors)")
+    return {k: v.to(torch.bool) for k, v in obj.items()}
 
 
 def check(masks: dict[str, torch.Tensor], model: nn.Module) -> None:

@@ -439,8 +439,8 @@ def train_curve(job: PathJob, curve, ends: list[dict], mask: dict | None, model,
 
     start, losses = 0, []
     ckpt = Path(run_dir) / "curve_ckpt.pt"
-    if ckpt.exists():
-        state = artifacts.load_obj(ckpt)
+    state = artifacts.load_resume(ckpt)
+    if state is not None:
         with torch.no_grad():
             for k in ctrl:
                 ctrl[k].copy_(state["ctrl"][k])

@@ -4,9 +4,12 @@ long-lived local worker, many jobs one after the other: `python -m runners.worke
 
 The engine never imports this module: it starts it by name (``studyspec.store.WORKER``).
 
-Takes the job's lock (so two launches never run one job twice), skips the job
-if its shard exists, calls the runner, and writes the shard atomically last. In a job
-of several processes every process runs this worker; see ``run``.
+Takes the job's lock (so two launches never run one job twice) and writes who holds it
+into it (``studyspec status`` shows it), skips the job if its shard is valid, checks that
+the artifacts of the jobs it reads are those their shards hashed, calls the runner, and
+writes the shard atomically last, with the hashes of this job's artifacts. Store files are
+opened without following symbolic links. In a job of several processes every process runs
+this worker; see ``run``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from studyspec.store import Store, write_atomic
+from studyspec.store import Store, StoreError, write_atomic
 
 
 def threads() -> int:
@@ -37,13 +40,18 @@ def run(run_dir: str | Path) -> bool:
     tells the others (they never touch the lock); every rank trains; rank 0 writes the shard."""
     run_dir = Path(run_dir)
     store, job_id = Store(run_dir.parent), run_dir.name  # a run directory lives in its store
-    job = json.loads(store.job_file(job_id).read_text())
+    try:
+        store.check_dir(job_id)
+        job = json.loads(store.job_file(job_id).read_text())
+    except StoreError as e:
+        raise SystemExit(f"job {job_id}: {e}") from None
     from runners.world import world as world_of  # (no torch: a job already done never imports it)
 
     world = world_of()
-    with open(store.lock(job_id), "w") as lock:
+    with store.open_lock(job_id) as lock:
         if world.main:
             fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another process runs this job
+            store.claim(lock)
         if world.size == 1:
             return _run(job, store, world)
         from runners import distributed
@@ -55,8 +63,10 @@ def run(run_dir: str | Path) -> bool:
 
 
 def _run(job: dict, store: Store, world) -> bool:
-    shard = store.shard(job["id"])
-    done = shard.exists() if world.main else None
+    problem = store.shard_problem(job["id"]) if world.main else None
+    if problem:
+        print(f"job {job['id']}: its shard is not valid, running the job again: {problem}", flush=True)
+    done = problem is None if world.main else None
     if world.size > 1:
         from runners import distributed
 
@@ -68,6 +78,11 @@ def _run(job: dict, store: Store, world) -> bool:
     if world.size > 1 and job["kind"] != "train":
         raise SystemExit(f"job {job['id']}: {job['kind']} jobs run in one process; this one has "
                          f"{world.size} (launch.slurm.{job['kind']}: nodes 1, tasks_per_node 1)")
+    bad = [p for d in job["deps"] for p in store.check_artifacts(d)] if world.main else []
+    if bad:
+        raise SystemExit(f"job {job['id']}: an input is not the one its job wrote, refusing to run on it:\n  "
+                         + "\n  ".join(bad) + "\n  (`studyspec verify SPEC --quarantine` sets such jobs aside "
+                         "so that they run again)")
     import torch
 
     import runners.job
@@ -95,7 +110,7 @@ def _run(job: dict, store: Store, world) -> bool:
         metrics["tasks"] = world.size
         distributed.barrier()  # every rank is through training before the job counts as done
     if world.main:
-        write_atomic(shard, json.dumps(metrics))
+        store.write_shard(job["id"], metrics)
     print(f"job {job['id']} done in {metrics['seconds']:.1f} s", flush=True)
     return True
 
@@ -164,7 +179,7 @@ def _child(run_dir: str, log_path: str) -> None:
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)

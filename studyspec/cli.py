@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from .errors import UserError
+from .store import StoreError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Declarative studies of sparse neural networks: plan, launch, collect.")
@@ -41,6 +42,15 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except UserError as e:
             print(str(e), file=sys.stderr)
+            raise typer.Exit(2)
+        except StoreError as e:  # a symbolic link or a corrupt file in the store
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(2)
+        except OSError as e:  # an unwritable store or results directory, a name too long...: one line
+            what = f" {e.filename!r}" if e.filename else ""
+            print(f"error: cannot use{what}: {e.strerror or e}", file=sys.stderr)
+            print("  hint: check that the directory exists and that you may write there (--store, output.store, "
+                  "output.results)", file=sys.stderr)
             raise typer.Exit(2)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during a local launch (executors/local.py)
             print("interrupted: finished jobs are kept; launch again to run the rest", file=sys.stderr)
@@ -91,17 +101,13 @@ def validate(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg
 
 
 def _state(store, job_id: str) -> str:
-    import fcntl
-
-    if store.is_done(job_id):
+    problem = store.shard_problem(job_id)
+    if problem is None:
         return "done"
-    lock = store.lock(job_id)
-    if lock.exists():
-        with open(lock) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return "running"
+    if store.holder(job_id):
+        return "running"
+    if problem:
+        return "corrupt"
     return "failed" if store.log(job_id).exists() else "to run"
 
 
@@ -184,6 +190,11 @@ def status(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, 
         state = (slurm or {}).get(jid) or _state(st, jid)
         if state == "failed":
             console.print(f"[red]failed[/] {', '.join(p.names_of(jid))} {jid}: log {st.log(jid)}")
+        elif state == "corrupt":
+            console.print(f"[red]corrupt[/] {', '.join(p.names_of(jid))} {jid}: {st.shard_problem(jid)} "
+                          f"(not done: launch runs it again; `studyspec verify` checks every job)")
+        elif state == "running" and slurm is None:
+            console.print(f"running {', '.join(p.names_of(jid))} {jid}: {st.holder(jid)}")
         elif state == "cancelled":
             console.print(f"[yellow]cancelled[/] {', '.join(p.names_of(jid))} {jid} (an upstream job failed, "
                           f"or `studyspec cancel`): launch again to submit it")
@@ -309,6 +320,12 @@ def _collect(loaded, p, st, out: Optional[Path], fmt: str = "netcdf"):
     if fmt != "netcdf":
         table = export(ds, path.with_suffix("." + fmt), fmt)
         _console().print(f"wrote {table} (one row per run or path, sweep point and step or t)")
+    if got.skipped:
+        for jid, why in got.skipped.items():
+            _console().print(f"[red]skipped[/] {', '.join(p.names_of(jid))} {jid}: {why}")
+        _console().print(f"collect skipped {len(got.skipped)} job(s) whose shard is not valid: their cells are "
+                         f"marked not done; `studyspec verify --quarantine` sets them aside to run again")
+        raise typer.Exit(1)
     return path
 
 
@@ -328,6 +345,34 @@ def collect(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg,
             fmt: TableFormat = typer.Option("netcdf", "--format", help="also export a flat table next to the .nc")):
     """Merge the finished jobs' shards into one netCDF dataset (reads only new shards)."""
     _collect(*_plan_and_store(spec, store, overrides=overrides), out, fmt.value)
+
+
+@app.command()
+@user_errors
+def verify(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
+           quarantine: bool = typer.Option(False, "--quarantine",
+                                           help="move every corrupt job's run directory to <store>/_quarantine/ "
+                                                "so that the next launch runs exactly those jobs again")):
+    """Check every job of the study in the store: its shard's shape and its artifacts' hashes;
+    list what is corrupt (exit 1), and with --quarantine set it aside."""
+    from .verify import verify_plan
+
+    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
+    console = _console()
+    report = verify_plan(p, st, progress=console)
+    for jid, problems in report.corrupt.items():
+        console.print(f"[red]corrupt[/] {', '.join(p.names_of(jid))} {jid}:")
+        for problem in problems:
+            console.print(f"  {problem}")
+    console.print(f"verified {len(report.ok)} done job(s): {len(report.ok) - len(report.corrupt)} ok, "
+                  f"{len(report.corrupt)} corrupt; {report.not_done} not done")
+    if report.corrupt and quarantine:
+        for jid, problems in report.corrupt.items():
+            dest = st.quarantine(jid, "studyspec verify found:\n" + "\n".join(problems))
+            console.print(f"moved {jid} to {dest}")
+        console.print(f"launch again to run the {len(report.corrupt)} quarantined job(s)")
+    if report.corrupt:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime
 import json
-import sys
+import os
 import uuid
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from . import __version__, environment
 from .plan import Plan
-from .store import Store, write_atomic
+from .store import Store, StoreError, write_atomic
 
 # variable -> (long_name, units); others may add entries here
 ATTRS = {
@@ -76,10 +76,17 @@ def _key(x) -> float:
 def _stamp(store: Store, job_id: str) -> list[int] | None:
     """(mtime_ns, size) of a job's shard, None while the job is not done."""
     try:
-        st = store.shard(job_id).stat()
+        st = os.lstat(store.shard(job_id))  # a symbolic link is not a shard: read_shard says so
     except FileNotFoundError:
         return None
     return [st.st_mtime_ns, st.st_size]
+
+
+def var_name(prefix: str, var: str, taken) -> str:
+    """The dataset name of a shard variable: prefixed, renamed (RENAME), and suffixed with
+    `_measured` where it would collide with a coordinate (a job's `steps` when train.steps is swept)."""
+    name = prefix + RENAME.get(var, var)
+    return name + "_measured" if name in taken else name
 
 
 class _Index:
@@ -201,10 +208,12 @@ class _Previous:
 
 
 class Collected:
-    """What one collect did: the dataset, and how many shards it read or reused."""
+    """What one collect did: the dataset, and how many shards it read or reused; `skipped`:
+    job id -> why its shard was not used (not valid: the job counts as not done)."""
 
-    def __init__(self, ds, read: list[str], reused: list[str], index: dict):
+    def __init__(self, ds, read: list[str], reused: list[str], index: dict, skipped: dict | None = None):
         self.ds, self.read, self.reused, self.index = ds, read, reused, index
+        self.skipped = skipped or {}
 
 
 def collect(plan: Plan, store: Store, spec_text: str = "", previous: Path | None = None,
@@ -234,6 +243,8 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
             coords[axis.rsplit(".", 1)[-1]] = (d.name, _coord_values([v[k:k + 1] for v in d.values]), {
                 "long_name": f"swept spec field {axis} (" + ("drawn at random, sweep.random" if drawn
                                                              else f"zipped with {d.axes[0]}") + ")"})
+    taken = set(coords) | {"run", "path", "step", "t"}  # names a variable must not take
+    skipped: dict[str, str] = {}
     read: list[str] = []
     reused: list[str] = []
     index = _Index()
@@ -245,7 +256,7 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
         new: dict[str, dict] = {}  # job id -> shard read now
         old: list[str] = []  # job ids taken from the previous collect
         for jid in dict.fromkeys(c.job for c in cells):
-            if jid in index.jobs:
+            if jid in index.jobs or jid in skipped:
                 continue
             stamp = _stamp(store, jid)
             if stamp is None:
@@ -256,8 +267,13 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
                 continue
             try:
                 s = store.read_shard(jid)
-            except (OSError, ValueError) as e:  # vanished or unreadable: not done for us
-                print(f"collect: skipping {jid}: {e}", file=sys.stderr)
+                if s.get("dim", curve_dim) != curve_dim:
+                    raise StoreError(f"{store.shard(jid)}: a shard along {s['dim']!r}, not {curve_dim!r} "
+                                     f"(a {kind} job's)")
+            except FileNotFoundError:  # vanished since: not done
+                continue
+            except (OSError, StoreError) as e:  # corrupt, wrong-shaped, misplaced, a link: not done
+                skipped[jid] = str(e)
                 continue
             new[jid] = s
             index.add(jid, kind, stamp, list(s["coord"]), {
@@ -279,14 +295,14 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
             if cols is None:
                 cols = col_of[key] = [where[_key(x)] for x in key]
             for var, values in s["vars"].items():
-                name = prefix + RENAME.get(var, var)
+                name = var_name(prefix, var, taken)
                 arr = curves.get(name)
                 if arr is None:
                     arr = curves[name] = np.full([len(row), len(grid)], np.nan)
                     origin[name] = var
                 arr[r, cols] = np.asarray(values, dtype=float)
             for var, value in {**s.get("scalars", {}), "seconds": s.get("seconds", np.nan)}.items():
-                name = prefix + RENAME.get(var, var)
+                name = var_name(prefix, var, taken)
                 arr = scalars.get(name)
                 if arr is None:
                     arr = scalars[name] = np.full([len(row)], np.nan)
@@ -295,7 +311,7 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
         if old:
             prev.fill(kind, old, len(new), where, curves, scalars, len(row))
         for jid in row:
-            flags.update(prefix + RENAME.get(f, f) for f in index.meta(jid)["flags"])
+            flags.update(var_name(prefix, f, taken) for f in index.meta(jid)["flags"])
         # rows -> the (name, *sweep) grid; one job may fill several cells
         full = [len(names), *shape]
         name_at = {n: i for i, n in enumerate(names)}
@@ -357,7 +373,7 @@ def gather(plan: Plan, store: Store, spec_text: str = "", previous: Path | None 
         **machine_attrs(index.metas[m].get("machine", {}) for m in {m for *_, m in index.jobs.values()}),
     })
     index.collect_id = ds.attrs["collect_id"]
-    return Collected(ds, read, reused, index.to_json())
+    return Collected(ds, read, reused, index.to_json(), skipped)
 
 
 def machine_attrs(machines) -> dict:

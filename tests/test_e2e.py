@@ -52,7 +52,7 @@ def test_worker_skips_a_done_job_without_importing_torch(tmp_path):
     run_dir = tmp_path / "abc"
     run_dir.mkdir()
     (run_dir / "job.json").write_text('{"id": "abc", "kind": "train", "deps": []}')
-    (run_dir / "shard.json").write_text("{}")
+    (run_dir / "shard.json").write_text('{"coord": [], "vars": {}}')  # a valid (empty) shard
     code = f"import sys; from runners import worker; print(worker.run({str(run_dir)!r}), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["job abc is already done", "False False"]

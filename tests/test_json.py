@@ -76,7 +76,7 @@ def test_plan_and_status_json(write_spec, tmp_path):
     assert plan["estimate_gpu_hours"]["total"] == pytest.approx(sum(j["estimate_gpu_hours"] for j in jobs))
     # states as a local launch leaves them: one finished (its shard), one failed (a log, no shard, no lock)
     (store / prune["id"]).mkdir(parents=True)
-    (store / prune["id"] / "shard.json").write_text("{}")
+    (store / prune["id"] / "shard.json").write_text('{"coord": [], "vars": {}}')  # a valid (empty) shard
     (store / scratch["id"]).mkdir()
     (store / scratch["id"] / "log.txt").write_text("Traceback ...")
     status = run_json("status", spec, "--store", store, "train.steps=60")

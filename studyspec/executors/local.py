@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from rich.console import Console, Group
@@ -28,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..plan import Plan
-from ..store import WORKER, Store
+from ..store import WORKER, Store, StoreError, open_nofollow
 
 
 @dataclass
@@ -60,7 +61,7 @@ class _Fresh:
     """A job in a fresh process of its own (`python -m runners.worker RUN_DIR`)."""
 
     def __init__(self, run_dir, log_path, env):
-        self.log = open(log_path, "a")
+        self.log = os.fdopen(open_nofollow(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a")
         self.proc = subprocess.Popen([sys.executable, "-m", WORKER, str(run_dir)],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
 
@@ -163,7 +164,9 @@ class LocalRun:
         self.done = set(self.out.skipped)
         self.pending = [j for j in plan.jobs.values() if j.id not in self.done]
         self.running: dict[str, tuple[_Fresh | _Worker, float]] = {}
-        self.env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", STUDYSPEC_THREADS="1")
+        self.launch = uuid.uuid4().hex  # recorded in the shards this launch's workers write
+        self.env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", STUDYSPEC_THREADS="1",
+                        STUDYSPEC_LAUNCH=self.launch)
         for var in ("WORLD_SIZE", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS"):  # one process per job
             self.env.pop(var, None)
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -186,7 +189,15 @@ class LocalRun:
                 self.pending.remove(job)
                 self.progress.advance(self.bar)
             elif len(self.running) < self.workers and all(d in self.done for d in job.deps):
-                run_dir = self.store.prepare(job)
+                try:
+                    run_dir = self.store.prepare(job)
+                    self.store.open_log(job.id).close()  # refused if the log is a symbolic link
+                except StoreError as e:  # a symbolic link planted in the store: this job does not run
+                    self.pending.remove(job)
+                    self.out.failed[job.id] = str(e)
+                    self.progress.advance(self.bar)
+                    self.console.print(f"[red]failed[/] {label(self.plan, job.id)}: {e}")
+                    continue
                 if self.jobs_per_worker <= 0:
                     handle = _Fresh(run_dir, self.store.log(job.id), self.env)
                 else:
@@ -216,8 +227,12 @@ class LocalRun:
             self.progress.advance(self.bar)
             if code == 0 and self.store.is_done(jid):
                 self.done.add(jid)
-                self.out.ran.append(jid)
-                self.console.print(f"[green]done[/]   {label(self.plan, jid)} ({time.time() - started:.1f} s)")
+                if self.store.read_shard(jid).get("launch") == self.launch:
+                    self.out.ran.append(jid)
+                    self.console.print(f"[green]done[/]   {label(self.plan, jid)} ({time.time() - started:.1f} s)")
+                else:  # another launch ran it while this one waited for its lock
+                    self.out.skipped.append(jid)
+                    self.console.print(f"[green]done[/]   {label(self.plan, jid)} (by another launch)")
             else:
                 self.out.failed[jid] = str(self.store.log(jid))
                 where = self.store.log(jid)
