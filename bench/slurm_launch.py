@@ -1,6 +1,8 @@
 """Benchmark: queue a 1,000-job study on SLURM with `studyspec launch --executor slurm`
+(submitit: one job array per group, exact per-task dependencies with `aftercorr`)
 versus submitting each job on its own (one `sbatch` per job, with its exact
-`afterok` dependencies), on the local cluster of studyspec/local_slurm.
+`afterok` dependencies), side by side in one run, on the local cluster of
+studyspec/local_slurm.
 
     bash studyspec/local_slurm/start.sh /tmp/studyspec-slurm
     source /tmp/studyspec-slurm/env.sh
@@ -43,7 +45,7 @@ paths:
 
 def queued(prefix: str) -> int:
     """Tasks queued whose job name starts with prefix (array tasks expanded in full)."""
-    from studyspec.executors.slurm import expand
+    from studyspec.executors.slurm.state import expand
 
     env = dict(os.environ, SLURM_BITSTR_LEN="0")
     out = subprocess.run(["squeue", "--me", "-h", "-o", "%j|%K"], capture_output=True, text=True, env=env).stdout

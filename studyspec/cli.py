@@ -100,24 +100,13 @@ def validate(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg
     print(f"{spec}: ok (study {s.study}: {len(s.runs)} runs, {len(s.paths)} paths)")
 
 
-def _state(store, job_id: str) -> str:
-    problem = store.shard_problem(job_id)
-    if problem is None:
-        return "done"
-    if store.holder(job_id):
-        return "running"
-    if problem:
-        return "corrupt"
-    return "failed" if store.log(job_id).exists() else "to run"
-
-
-def _table(plan, store, states: bool, slurm: dict | None = None):
-    """`slurm`: job id -> state from the SLURM executor's record and accounting (status of a launch)."""
+def _table(plan, store, states: dict[str, str] | None = None, columns: tuple[str, ...] = ()):
+    """Per stage and run/path name: jobs, done, the states in `columns`, to run.
+    `states`: job id -> state (an executor's status); None: done or to run from the store alone."""
     from rich.table import Table
 
     table = Table(title=f"study {plan.study.study}", title_justify="left")
-    extra = ["queued", "running", "failed", "cancelled"] if slurm is not None else ["running", "failed"]
-    for col in ["stage", "kind", "name", "jobs", "done"] + (extra if states else []) + ["to run"]:
+    for col in ["stage", "kind", "name", "jobs", "done", *columns, "to run"]:
         table.add_column(col, justify="right" if col not in ("kind", "name") else "left")
     counts = {}
     for stage, jobs in enumerate(plan.stages()):
@@ -126,13 +115,11 @@ def _table(plan, store, states: bool, slurm: dict | None = None):
             key = (job.kind, ", ".join(plan.names_of(job.id)))
             by_name.setdefault(key, []).append(job.id)
         for (kind, name), ids in by_name.items():
-            st = [((slurm or {}).get(j) or _state(store, j)) if states else ("done" if store.is_done(j) else "to run")
-                  for j in ids]
+            st = [states[j] if states is not None else ("done" if store.is_done(j) else "to run") for j in ids]
             for s in st:
                 counts[s] = counts.get(s, 0) + 1
-            row = [str(stage), kind, name, str(len(ids)), str(st.count("done"))]
-            row += [str(st.count(c)) for c in extra] if states else []
-            table.add_row(*row, str(st.count("to run")))
+            table.add_row(str(stage), kind, name, str(len(ids)), str(st.count("done")),
+                          *(str(st.count(c)) for c in columns), str(st.count("to run")))
     return table, counts
 
 
@@ -155,68 +142,12 @@ def plan(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, st
         print(jsonout.dump(jsonout.jobs("plan", str(spec), p, st, states, {}, overrides)))
         return
     console = _console()
-    table, counts = _table(p, st, states=False)
+    table, counts = _table(p, st)
     console.print(table)
     console.print(f"{_describe(p)}; {counts.get('done', 0)} done, {counts.get('to run', 0)} to run; store {st.root}")
     from .estimate import describe as estimate
 
     console.print(estimate(p))
-
-
-@app.command()
-@user_errors
-def status(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
-           as_json: bool = JsonOpt):
-    """Show per stage how many jobs are done, running, failed or still to run."""
-    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
-    console = _console()
-    slurm = None
-    tasks: dict = {}
-    if st.slurm_record(p.study.study).exists():  # launched on SLURM: the record plus squeue/sacct
-        from .executors.slurm import job_states
-
-        got = job_states(p, st)
-        slurm = {j: s for j, (s, _) in got.items()}
-        tasks = {j: t for j, (_, t) in got.items()}
-    if as_json:
-        from . import jsonout
-
-        states = {j: (slurm or {}).get(j) or _state(st, j) for j in p.jobs}
-        print(jsonout.dump(jsonout.jobs("status", str(spec), p, st, states, tasks, overrides)))
-        return
-    table, counts = _table(p, st, states=True, slurm=slurm)
-    console.print(table)
-    for jid in p.jobs:
-        state = (slurm or {}).get(jid) or _state(st, jid)
-        if state == "failed":
-            console.print(f"[red]failed[/] {', '.join(p.names_of(jid))} {jid}: log {st.log(jid)}")
-        elif state == "corrupt":
-            console.print(f"[red]corrupt[/] {', '.join(p.names_of(jid))} {jid}: {st.shard_problem(jid)} "
-                          f"(not done: launch runs it again; `studyspec verify` checks every job)")
-        elif state == "running" and slurm is None:
-            console.print(f"running {', '.join(p.names_of(jid))} {jid}: {st.holder(jid)}")
-        elif state == "cancelled":
-            console.print(f"[yellow]cancelled[/] {', '.join(p.names_of(jid))} {jid} (an upstream job failed, "
-                          f"or `studyspec cancel`): launch again to submit it")
-    console.print(f"{_describe(p)}; " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-
-
-def _launch(spec: Path, store: Optional[Path], workers: Optional[int], overrides: Optional[list[str]] = None,
-            loaded=None):
-    from .executors.local import run_local
-
-    loaded, p, st = _plan_and_store(spec, store, overrides=overrides, loaded=loaded)
-    console = _console()
-    console.print(f"study {p.study.study}: {_describe(p)}")
-    outcome = run_local(p, st, workers or loaded.study.launch.workers, console)
-    console.print(f"ran {len(outcome.ran)}, already done {len(outcome.skipped)}, "
-                  f"failed {len(outcome.failed)}, not started (upstream failed) {len(outcome.blocked)}")
-    for jid, log in outcome.failed.items():
-        console.print(f"[red]failed[/] {', '.join(p.names_of(jid))} {jid}: see {log}")
-    return loaded, p, st, outcome
-
-
-WorkersOpt = typer.Option(None, "--workers", "-j", min=1, help="parallel jobs (default: launch.workers or CPU count)")
 
 
 class Executor(str, Enum):
@@ -225,35 +156,66 @@ class Executor(str, Enum):
 
 
 ExecutorOpt = typer.Option(None, "--executor", "-e", help="where jobs run (default: the spec's launch.executor)")
+
+
+@app.command()
+@user_errors
+def status(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt,
+           as_json: bool = JsonOpt, executor: Optional[Executor] = typer.Option(
+               None, "--executor", "-e", help="ask this executor (default: the one that launched the study)")):
+    """Show per stage how many jobs are done, running, failed or still to run."""
+    from . import executors
+
+    loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
+    ex = executors.of_study(loaded, st, executor.value if executor else None)
+    got = ex.status(p, st)
+    if as_json:
+        from . import jsonout
+
+        print(jsonout.dump(jsonout.jobs("status", str(spec), p, st, got.states, got.tasks, overrides)))
+        return
+    console = _console()
+    table, counts = _table(p, st, got.states, ex.columns)
+    console.print(table)
+    for jid, state in got.states.items():
+        if state == "failed":
+            console.print(f"[red]failed[/] {', '.join(p.names_of(jid))} {jid}: log {st.log(jid)}")
+        elif state == "cancelled":
+            console.print(f"[yellow]cancelled[/] {', '.join(p.names_of(jid))} {jid} (an upstream job failed, "
+                          f"or `studyspec cancel`): launch again to submit it")
+        elif state == "corrupt":
+            console.print(f"[red]corrupt[/] {', '.join(p.names_of(jid))} {jid}: {st.shard_problem(jid)} "
+                          f"(not done: launch runs it again; `studyspec verify` checks every job)")
+        elif state == "running" and (holder := st.holder(jid)):
+            console.print(f"running {', '.join(p.names_of(jid))} {jid}: {holder}")
+    console.print(f"{_describe(p)}; " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+
+
+WorkersOpt = typer.Option(None, "--workers", "-j", min=1, help="parallel jobs (default: launch.workers or CPU count)")
 SlurmSetOpt = typer.Option(None, "--slurm", "-S", metavar="KEY=VALUE",
                            help="SLURM setting for every job (KEY) or one kind (train.KEY, path.KEY); "
                                 "extra.OPTION=VALUE passes any sbatch option. Repeatable")
 
 
-def _launch_slurm(spec: Path, store: Optional[Path], options: dict, sets: Optional[list[str]],
-                  overrides: Optional[list[str]] = None, loaded=None, waves: bool = False):
-    """Submit the plan. `waves` (launch of an adaptive study): when the current wave is complete,
-    collect, decide the claims and submit the next wave if one is undecided."""
-    from .executors import slurm
+def _launch(spec: Path, store: Optional[Path], executor: Optional[Executor], options,
+            overrides: Optional[list[str]] = None, loaded=None, waves: bool = False):
+    """Plan, then launch on the chosen executor (command line, else the spec's launch.executor).
+    `waves` (launch of an adaptive study): when the current wave is complete, collect, decide
+    the claims and launch the next wave if one is undecided."""
+    from . import executors
 
     loaded, p, st = _plan_and_store(spec, store, overrides=overrides, loaded=loaded)
     if waves and loaded.study.seeds is not None and all(st.is_done(j) for j in p.jobs):
         nxt = _next_wave(loaded, _collect(loaded, p, st, None))
         if nxt is not None:
             loaded, p, st = _plan_and_store(spec, store, loaded=nxt)
+    ex = executors.create(executor.value if executor else loaded.study.launch.executor, loaded, options)
     console = _console()
-    cli, cli_kind = slurm.overrides(options, sets)
-    got = slurm.launch(loaded, p, st, cli, cli_kind)
-    n = sum(len(a.tasks) for a in got.arrays)
     console.print(f"study {p.study.study}: {_describe(p)}")
-    console.print(f"submitted {n} jobs in {len(got.arrays)} job arrays, already done {len(got.done)}, "
-                  f"already queued or running {len(got.active)} ({got.seconds:.2f} s)")
-    for a in got.arrays:
-        deps = [f"aftercorr:{got.arrays[i].slurm_id}" for i in a.corr] + [f"afterok:{t}" for t in a.after]
-        console.print(f"  array {a.slurm_id}: {len(a.tasks)} {a.kind} job(s), stage {a.stage}"
-                      + (f", after {' '.join(deps)}" if deps else ""))
-    console.print(f"record: {got.record}; follow with: studyspec status {spec}")
-    return loaded, p, st
+    got = ex.launch(p, st, console)
+    for line in got.summary:
+        console.print(line)
+    return loaded, p, st, ex, got
 
 
 @app.command()
@@ -275,26 +237,27 @@ def launch(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, 
                                                            help="at most this many tasks of an array at once"),
            sets: Optional[list[str]] = SlurmSetOpt):
     """Run every job that is not done yet, in dependency order (local), or queue them all and return (slurm)."""
-    if (executor.value if executor else _load(spec, overrides=overrides).study.launch.executor) == "slurm":
-        options = dict(partition=partition, account=account, qos=qos, time=time, nodes=nodes,
-                       tasks_per_node=tasks_per_node, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
-                       mem=mem, constraint=constraint, array_parallelism=array_parallelism)
-        _launch_slurm(spec, store, options, sets, overrides, waves=True)
-        return
-    *_, outcome = _launch(spec, store, workers, overrides)
-    if not outcome.ok:
+    from .executors import Options
+
+    slurm = dict(partition=partition, account=account, qos=qos, time=time, nodes=nodes, tasks_per_node=tasks_per_node,
+                 gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task, mem=mem, constraint=constraint,
+                 array_parallelism=array_parallelism)
+    *_, got = _launch(spec, store, executor, Options(workers=workers, slurm=slurm, sets=sets or []), overrides,
+                      waves=True)
+    if not got.ok:
         raise typer.Exit(1)
 
 
 @app.command()
 @user_errors
 def cancel(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, store: Optional[Path] = StoreOpt):
-    """Cancel the study's queued and running SLURM jobs (finished jobs are kept; launch again to resume)."""
-    from .executors.slurm import cancel as scancel
+    """Cancel the study's queued and running jobs (finished jobs are kept; launch again to resume)."""
+    from . import executors
 
     loaded, p, st = _plan_and_store(spec, store, overrides=overrides)
-    gone = scancel(p, st)
-    _console().print(f"cancelled {len(gone)} queued or running job(s) of study {p.study.study}")
+    ex = executors.of_study(loaded, st)
+    gone = ex.cancel(p, st)
+    _console().print(f"cancelled {len(gone)} queued or running job(s) of study {p.study.study} ({ex.name})")
 
 
 def _collect(loaded, p, st, out: Optional[Path], fmt: str = "netcdf"):
@@ -382,23 +345,18 @@ def run(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, sto
         out: Optional[Path] = OutOpt, executor: Optional[Executor] = ExecutorOpt, sets: Optional[list[str]] = SlurmSetOpt):
     """launch, wait, then collect; with adaptive seeds (`seeds:`), again with a new wave of seeds
     while a claim is undecided (up to seeds.max)."""
+    from .executors import Options
+
     loaded = None
     while True:
-        if (executor.value if executor else _load(spec, overrides=overrides).study.launch.executor) == "slurm":
-            from .executors.slurm import wait
-
-            loaded, p, st = _launch_slurm(spec, store, {}, sets, overrides, loaded=loaded)
-            states = wait(p, st)
-            path = _collect(loaded, p, st, out)
-            bad = sorted({s for s, _ in states.values()} - {"done"})
-            if bad:
-                _console().print(f"not all jobs are done ({', '.join(bad)}): see studyspec status {spec}")
-                raise typer.Exit(1)
-        else:
-            loaded, p, st, outcome = _launch(spec, store, workers, overrides, loaded=loaded)
-            path = _collect(loaded, p, st, out)
-            if not outcome.ok:
-                raise typer.Exit(1)
+        loaded, p, st, ex, got = _launch(spec, store, executor, Options(workers=workers, sets=sets or []),
+                                         overrides, loaded=loaded)
+        states = ex.wait(p, st).states
+        path = _collect(loaded, p, st, out)
+        bad = sorted(set(states.values()) - {"done"})
+        if bad or not got.ok:
+            _console().print(f"not all jobs are done ({', '.join(bad)}): see studyspec status {spec}")
+            raise typer.Exit(1)
         loaded = _next_wave(loaded, path)
         if loaded is None:
             return

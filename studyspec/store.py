@@ -137,21 +137,6 @@ class Store:
     def cache_dir(self) -> Path:
         return self.root / "_cache"
 
-    def slurm_dir(self, study: str) -> Path:
-        """`<root>/_slurm/<study>/`: batch scripts, task lists and SLURM's own output files."""
-        return self.root / "_slurm" / study
-
-    def slurm_record(self, study: str) -> Path:
-        """`<root>/_slurm/<study>.json`: which SLURM task holds which job id (latest launch wins)."""
-        return self.root / "_slurm" / f"{study}.json"
-
-    def read_slurm(self, study: str) -> dict:
-        path = self.slurm_record(study)
-        return json.loads(path.read_text()) if path.exists() else {"jobs": {}, "arrays": []}
-
-    def write_slurm(self, study: str, record: dict) -> None:
-        write_atomic(self.slurm_record(study), json.dumps(record, indent=1, sort_keys=True))
-
     def check_dir(self, job_id: str) -> Path:
         """The job's run directory; StoreError if a symbolic link or another non-directory is there."""
         path = self.run_dir(job_id)

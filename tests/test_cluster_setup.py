@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT
 from studyspec.errors import UserError
-from studyspec.executors import slurm
+from studyspec.executors.slurm import overrides as _overrides, settings as _settings
 from studyspec.load import load, loads
 from studyspec.plan import build
 from test_e2e import SPEC
@@ -26,19 +26,19 @@ def test_setup_and_python_resolve_per_kind_and_from_the_command_line():
                    "    python: apptainer exec --nv img.sif python\n"
                    "    train: {setup: ['export NCCL_DEBUG=WARN']}\n    path: {python: /opt/env/bin/python}\n")
     launch = loads(text).study.launch.slurm
-    train, path = slurm.settings(launch, "train"), slurm.settings(launch, "path")
+    train, path = _settings.settings(launch, "train"), _settings.settings(launch, "path")
     assert train["setup"] == ["module load cuda/12.4", "export NCCL_DEBUG=WARN"]
     assert train["python"] == "apptainer exec --nv img.sif python"
     assert path["setup"] == ["module load cuda/12.4"] and path["python"] == "/opt/env/bin/python"
-    assert slurm.settings(loads(SPEC).study.launch.slurm, "train")["setup"] == []
+    assert _settings.settings(loads(SPEC).study.launch.slurm, "train")["setup"] == []
     # the command line: setup lines add up (common, then per kind), python replaces
-    common, kind = slurm.overrides({}, ["setup=source /opt/env/bin/activate", "train.setup=export A=1=2",
+    common, kind = _overrides.overrides({}, ["setup=source /opt/env/bin/activate", "train.setup=export A=1=2",
                                         "path.python=python3 -X utf8", "setup=true"])
-    t = slurm.settings(launch, "train", common, kind["train"])
+    t = _settings.settings(launch, "train", common, kind["train"])
     assert t["setup"] == ["module load cuda/12.4", "export NCCL_DEBUG=WARN", "source /opt/env/bin/activate",
                           "true", "export A=1=2"]
     assert t["python"] == "apptainer exec --nv img.sif python"
-    assert slurm.settings(launch, "path", common, kind["path"])["python"] == "python3 -X utf8"
+    assert _settings.settings(launch, "path", common, kind["path"])["python"] == "python3 -X utf8"
 
 
 @pytest.mark.parametrize("value, message", [
@@ -62,10 +62,10 @@ def test_bad_python_commands_are_located_errors():
         loads(SPEC + "launch:\n  slurm: {path: {python: ' '}}\n")
     assert re.search(r"<spec>:\d+:\d+: launch.slurm.path.python: an empty python command", str(e.value))
     with pytest.raises(UserError) as e:  # the command line: located at the setting
-        slurm.overrides({}, ["train.python=env 'A=1"])
+        _overrides.overrides({}, ["train.python=env 'A=1"])
     assert "command line" in str(e.value) and "launch setting train.python" in str(e.value)
     with pytest.raises(UserError) as e:
-        slurm.overrides({}, ["setup=for x in"])
+        _overrides.overrides({}, ["setup=for x in"])
     assert "launch setting setup.0" in str(e.value) and "not a complete shell command" in str(e.value)
 
 

@@ -26,7 +26,9 @@ import pytest
 
 from conftest import ROOT
 from studyspec.errors import UserError
-from studyspec.executors import slurm
+from studyspec.executors import Options, create
+from studyspec.executors.slurm import arrays as slurm_arrays, launch as slurm_launch, overrides as slurm_overrides
+from studyspec.executors.slurm import settings as slurm_settings
 from studyspec.load import loads
 from studyspec.plan import build
 from test_e2e import SPEC, starts
@@ -41,18 +43,26 @@ needs_cluster = pytest.mark.skipif(not SLURM_DIR, reason="STUDYSPEC_SLURM_DIR is
 def test_arrays_carry_exact_per_task_dependencies():
     plan = build(loads(SPEC.replace("seed: [0, 1]", "seed: [0, 1, 2]")).study)
     todo = list(plan.jobs)
-    arrays = slurm.group(plan, todo, {})
+    arrays = slurm_arrays.group(plan, todo, {})
     # one array per stage here: prune and dense (independent), scratch, bad_to_good
-    names = [{n for _, j in a.tasks for n in plan.names_of(j)} for a in arrays]
+    names = [{n for j in a.jobs.values() for n in plan.names_of(j)} for a in arrays]
     assert [sorted(n) for n in names] == [["dense", "prune"], ["scratch"], ["bad_to_good"]]
-    assert sum(len(a.tasks) for a in arrays) == len(plan.jobs) == 12
-    at = {(pos, i): j for pos, a in enumerate(arrays) for i, j in a.tasks}
+    assert sum(len(a.jobs) for a in arrays) == len(plan.jobs) == 12
+    assert [a.length for a in arrays] == [6, 3, 3] and sum(a.padding for a in arrays) == 0  # a fresh study: none
+    exact_per_task(plan, arrays, {})
+
+
+def exact_per_task(plan, arrays, active, done=()):
+    """Every task waits for exactly its job's inputs that are not done: task i of each upstream
+    array (aftercorr) and the tasks queued by an earlier launch (afterok); no-op padding elsewhere."""
+    at = {(pos, i): j for pos, a in enumerate(arrays) for i, j in a.jobs.items()}
     for pos, a in enumerate(arrays):
-        assert len({i for i, _ in a.tasks}) == len(a.tasks)  # distinct indices within an array
+        assert list(a.jobs) == sorted(a.jobs) and a.length == max(a.jobs) + 1
         assert all(p < pos for p in a.corr)  # upstream arrays are submitted first
-        for i, j in a.tasks:
-            # aftercorr: task i waits for task i of each upstream array: exactly the job's inputs
-            assert {at[(p, i)] for p in a.corr} == set(plan.jobs[j].deps)
+        assert all(arrays[p].length >= a.length for p in a.corr)  # task i exists upstream
+        for i, j in a.jobs.items():
+            waits = {at[(p, i)] for p in a.corr} | {d for d, t in active.items() if t in a.after}
+            assert waits == set(plan.jobs[j].deps) - set(done)
 
 
 def test_arrays_wait_for_jobs_queued_by_an_earlier_launch():
@@ -61,42 +71,88 @@ def test_arrays_wait_for_jobs_queued_by_an_earlier_launch():
     active = {prune0: "41_7"}  # still queued by an earlier launch; prune at seed 1 and dense are done
     done = {prune1} | {j for j in plan.jobs if plan.names_of(j) == ["dense"]}
     todo = [j for j in plan.jobs if j not in active and j not in done]
-    arrays = slurm.group(plan, todo, active)
-    at = {(pos, i): j for pos, a in enumerate(arrays) for i, j in a.tasks}
-    for pos, a in enumerate(arrays):
-        for i, j in a.tasks:
-            waits = {at[(p, i)] for p in a.corr} | {d for d, t in active.items() if t in a.after}
-            assert waits == set(plan.jobs[j].deps) - done
+    arrays = slurm_arrays.group(plan, todo, active)
+    exact_per_task(plan, arrays, active, done)
     assert sorted(a.after for a in arrays) == [[], [], ["41_7"], ["41_7"]]  # scratch and path, at each seed
+    assert sum(a.padding for a in arrays) == 0
+
+
+PADDED = """\
+study: padded
+data: {dataset: mnist1d, batch_size: 64}
+model: {arch: mlp, hidden: [16]}
+train: {steps: 20, eval_every: 10}
+sparsity: 0.9
+sweep: {seed: [0, 1]}
+runs:
+  prune: {regime: prune, schedule: {begin: 0.1, end: 0.5, every: 5}}
+  scratch: {regime: fixed_mask, mask: prune.final}
+paths:
+  init_to_pruned: {kind: linear, from: prune.init, to: prune.final, points: 3}
+"""
+
+
+def padded_relaunch(plan):
+    """Jobs done in a relaunch that needs a padding task: prune to rerun at both seeds, then
+    scratch at seed 0 and the path at seed 1 (scratch at 1 and the path at 0 are done)."""
+    by = {(plan.names_of(j)[0], plan.jobs[j].key.get("seed")): j for j in plan.jobs}
+    return {by[("scratch", 1)], by[("init_to_pruned", 0)]}, by
+
+
+def test_a_relaunch_after_some_stages_pads_arrays_with_no_op_tasks():
+    plan = build(loads(PADDED).study)
+    fresh = slurm_arrays.group(plan, list(plan.jobs), {})
+    assert sum(a.padding for a in fresh) == 0 and len(fresh) == 3
+    done, by = padded_relaunch(plan)
+    todo = [j for j in plan.jobs if j not in done]
+    arrays = slurm_arrays.group(plan, todo, {})
+    exact_per_task(plan, arrays, {}, done)
+    # prune (both seeds) in one array; scratch (seed 0) and the path (seed 1) after it, one at index 0,
+    # the other at index 1 behind a no-op padding task
+    assert [(a.kind, a.length, a.padding) for a in arrays] == [("train", 2, 0), ("train", 1, 0), ("path", 2, 1)]
+    arrays[0].slurm_id = "12"
+    assert slurm_arrays.dependency(arrays, arrays[1]) == ["afterok:12_0"]  # a one-task array: a plain job
+    assert slurm_arrays.dependency(arrays, arrays[2]) == ["aftercorr:12"]
 
 
 def test_array_ranges_and_time_limits():
-    assert slurm.ranges([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
-    assert slurm.minutes("90") == 90 and slurm.minutes("1:30:00") == 90 and slurm.minutes("1-00:00:00") == 1440
-    assert slurm.minutes("5:30") == 5.5
+    assert slurm_arrays.ranges([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
+    m = slurm_settings.minutes
+    assert m("90") == 90 and m("1:30:00") == 90 and m("1-00:00:00") == 1440 and m("5:30") == 5.5
 
 
 def test_settings_precedence_spec_kind_and_command_line():
     text = SPEC + "launch:\n  executor: slurm\n  slurm: {partition: big, time: 30, mem: 2G, train: {cpus_per_task: 4, " \
-                  "extra: {exclude: n3}}, path: {time: '0:10:00'}}\n"
+                  "extra: {exclude: n3}}, path: {time: '5:30'}}\n"
     launch = loads(text).study.launch.slurm
-    train = slurm.settings(launch, "train")
+    settings = slurm_settings.settings
+    train = settings(launch, "train")
     assert (train["partition"], train["time"], train["cpus_per_task"], train["mem"]) == ("big", "30", 4, "2G")
-    assert slurm.settings(launch, "path")["time"] == "0:10:00" and slurm.settings(launch, "path")["cpus_per_task"] == 1
-    common, kind = slurm.overrides({"partition": "debug", "time": None}, ["train.mem=1G", "extra.reservation=r1"])
-    t = slurm.settings(launch, "train", common, kind["train"])
-    assert t["partition"] == "debug" and t["mem"] == "1G" and t["extra"] == {"exclude": "n3", "reservation": "r1"}
-    opts = slurm.sbatch_options(t)
-    assert "--partition=debug" in opts and "--cpus-per-task=4" in opts and "--exclude=n3" in opts
-    assert any(o.startswith("--signal=B:USR1@") for o in opts)
+    assert settings(launch, "path")["time"] == "5:30" and settings(launch, "path")["cpus_per_task"] == 1
+    common, kind = slurm_overrides.overrides({"partition": "debug", "time": None},
+                                             ["train.mem=1G", "extra.reservation=r1", "extra.hold=true"])
+    t = settings(launch, "train", common, kind["train"])
+    assert t["partition"] == "debug" and t["mem"] == "1G" and t["extra"] == {"exclude": "n3", "reservation": "r1",
+                                                                             "hold": True}
+    # what submitit writes into the batch script
+    params = slurm_settings.parameters(t, "tiny:s0-train-0", 300, ["aftercorr:12", "afterok:9_3"])
+    lines = slurm_settings.sbatch_lines(params, 300)
+    for line in ("--partition=debug", "--cpus-per-task=4", "--exclude=n3", "--mem=1G", "--time=30", "--hold",
+                 "--reservation=r1", "--array=0-299%300", "--dependency=aftercorr:12,afterok:9_3",
+                 "--kill-on-invalid-dep=yes", "--requeue", "--signal=USR2@120", "--job-name=tiny:s0-train-0"):
+        assert f"#SBATCH {line}" in lines, (line, lines)
+    path = slurm_settings.parameters(settings(launch, "path"), "tiny:s1-path-0", 1)
+    lines = slurm_settings.sbatch_lines(path)
+    assert "#SBATCH --time=5:30" in lines and "#SBATCH --signal=USR2@66" in lines, lines  # MM:SS kept
+    assert not any("--array" in line or "--dependency" in line for line in lines)
 
 
 def test_bad_settings_are_located_errors():
     with pytest.raises(UserError) as e:
-        slurm.overrides({}, ["train.cpus_per_task=0"])
+        slurm_overrides.overrides({}, ["train.cpus_per_task=0"])
     assert "launch setting train.cpus_per_task" in str(e.value) and "command line" in str(e.value)
     with pytest.raises(UserError) as e:
-        slurm.overrides({}, ["nonsense"])
+        slurm_overrides.overrides({}, ["nonsense"])
     assert "KEY=VALUE" in str(e.value)
     with pytest.raises(UserError) as e:
         loads(SPEC + "launch: {executor: slurm, slurm: {time: soon}}\n")
@@ -108,7 +164,7 @@ def test_path_jobs_on_several_tasks_are_a_located_error(tmp_path):
 
     loaded = loads(SPEC + "launch:\n  slurm: {nodes: 2}\n")
     with pytest.raises(UserError) as e:  # refused before any SLURM command runs
-        slurm.launch(loaded, build(loaded.study), Store(tmp_path / "store"))
+        slurm_launch.launch(loaded, build(loaded.study), Store(tmp_path / "store"))
     msg = str(e.value)
     assert re.search(r"<spec>:\d+:\d+: launch.slurm.nodes: path jobs ask for 2 node\(s\) x 1 task\(s\): only "
                      r"training jobs run on several tasks", msg), msg
@@ -150,8 +206,9 @@ def wait_all(spec, store, timeout=400):
     from studyspec.load import load
     from studyspec.store import Store
 
-    plan = build(load(spec).study)
-    return plan, slurm.wait(plan, Store(store), poll=1.0, timeout=timeout)
+    loaded = load(spec)
+    plan = build(loaded.study)
+    return plan, create("slurm", loaded, Options()).wait(plan, Store(store), poll=1.0, timeout=timeout).states
 
 
 @needs_cluster
@@ -175,10 +232,10 @@ def test_failure_cancels_dependants_then_relaunch_matches_local_numbers(cluster,
     assert "submitted 4 jobs in 3 job arrays" in proc.stderr, proc.stderr
     record = json.loads((store / "_slurm" / "tiny.json").read_text())
     assert set(record["jobs"]) == set(ref.run_job_id.values.ravel()) | set(ref.path_job_id.values.ravel())
-    assert all(re.fullmatch(r"\d+_\d+", r["task"]) for r in record["jobs"].values())
+    assert all(re.fullmatch(r"\d+(_\d+)?", r["task"]) for r in record["jobs"].values())  # one-task arrays: plain jobs
     plan, states = wait_all(spec, store)
-    assert states[prune0][0] == "failed" and states[scratch0][0] == "cancelled" and states[path0][0] == "cancelled"
-    assert sorted(s for s, _ in states.values()).count("done") == 1
+    assert states[prune0] == "failed" and states[scratch0] == "cancelled" and states[path0] == "cancelled"
+    assert list(states.values()).count("done") == 1
     assert starts(store, scratch0) == 0 and starts(store, path0) == 0  # never started
     assert "Traceback" in (store / prune0 / "log.txt").read_text()
 
@@ -188,14 +245,14 @@ def test_failure_cancels_dependants_then_relaunch_matches_local_numbers(cluster,
     assert "2 cancelled, 1 done, 1 failed" in status
     shown = json.loads(cli(cluster, "status", spec, "--store", store, "--json", check=True).stdout)  # docs/json.md
     assert {j["id"]: (j["state"], j["slurm_task"]) for j in shown["jobs"]} == {
-        j: (states[j][0], r["task"]) for j, r in record["jobs"].items()}
+        j: (states[j], r["task"]) for j, r in record["jobs"].items()}
 
     # fixed and launched again: only the failed job and its two dependants are submitted
     shutil.rmtree(store / prune0 / "final.pt")
     proc = cli(cluster, "launch", spec, "--store", store, "--executor", "slurm", "--time", "10", check=True)
     assert "submitted 3 jobs in 3 job arrays, already done 1, already queued or running 0" in proc.stderr, proc.stderr
     plan, states = wait_all(spec, store)
-    assert all(s == "done" for s, _ in states.values()), states
+    assert all(s == "done" for s in states.values()), states
     assert starts(store, prune0) == 2 and starts(store, scratch0) == 1
     assert all(starts(store, j) == 1 for j in plan.jobs if j != prune0)
     again = cli(cluster, "launch", spec, "--store", store, "--executor", "slurm", "--time", "10", check=True)
@@ -217,10 +274,30 @@ runs:
 """
 
 
+def drained(env, prefix: str, timeout: float = 120) -> None:
+    """Wait until no task of jobs named prefix... is left in the queue."""
+    deadline = time.time() + timeout
+    while any(n.startswith(prefix) for n in subprocess.run(["squeue", "-h", "-o", "%j"], env=env, capture_output=True,
+                                                           text=True).stdout.split()):
+        assert time.time() < deadline, f"tasks of {prefix} still queued"
+        time.sleep(0.5)
+
+
+def _new_checkpoint(store, job_id, after: float, deadline: float) -> None:
+    """Wait until the running job writes a resume checkpoint later than `after`."""
+    ckpt = store / job_id / "resume.pt"
+    while not (ckpt.exists() and ckpt.stat().st_mtime > after):
+        assert time.time() < deadline and not (store / job_id / "shard.json").exists(), "no checkpoint seen"
+        time.sleep(0.2)
+
+
 @needs_cluster
-@pytest.mark.slow  # about 30 s a case on 2 idle CPUs
+@pytest.mark.slow  # about 40 s a case on 2 idle CPUs
 @pytest.mark.parametrize("nodes", [1, 2])
 def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path, nodes):
+    """`scontrol requeue` (as preemption does), then the time-limit signal (USR2, which submitit
+    asks SLURM to send before the time limit): each time the job starts again and resumes
+    from its latest checkpoint, on one task and on a two-node DDP job."""
     if nodes > 1:  # a DDP job: srun starts one worker per task, each must resume
         names = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], env=cluster, capture_output=True, text=True).stdout
         if len(set(names.split())) < nodes:
@@ -231,22 +308,60 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path, nodes):
     cli(cluster, "launch", spec, "--store", store, "-e", "slurm", "--time", "10", check=True)
     (job_id, rec), = json.loads((store / "_slurm" / "requeue.json").read_text())["jobs"].items()
     deadline = time.time() + 300
-    while not (store / job_id / "resume.pt").exists():  # the running job wrote a checkpoint
-        assert time.time() < deadline and not (store / job_id / "shard.json").exists(), "no checkpoint seen"
-        time.sleep(0.2)
+    _new_checkpoint(store, job_id, 0, deadline)  # the running job wrote a checkpoint
+    requeued = time.time()
     subprocess.run(["scontrol", "requeue", rec["task"]], env=cluster, check=True)
+    _new_checkpoint(store, job_id, requeued, deadline)  # started again, and checkpointed since
+    # the time-limit signal: submitit's handler checkpoints (RunJob.checkpoint) and requeues the task
+    subprocess.run(["scancel", "--signal=USR2", rec["task"]], env=cluster, check=True)
     plan, states = wait_all(spec, store)
-    assert states[job_id][0] == "done", states
+    assert states[job_id] == "done", states
     log = (store / job_id / "log.txt").read_text()
-    assert "restart 1" in log
-    if nodes == 1:
-        assert starts(store, job_id) == 2
-    else:  # srun --label: "<rank>: " before each worker line; two starts of both ranks
-        assert sorted(re.findall(r"^(\d): job \w+ \(train\) starting", log, re.M)) == ["0", "0", "1", "1"], log
-    resumed = re.findall(r"^(?:\d: )?resuming from step (\d+) of 3000", log, re.M)
-    assert len(resumed) == nodes and len(set(resumed)) == 1 and int(resumed[0]) >= 100, log
+    assert "restart 1" in log and "restart 2" in log and "time limit near: requeueing" in log, log
+    ranks = re.findall(r"^job \w+ \(train\) starting on [^\s,]+(?: \(node \S+\), rank (\d) of \d+)?,", log, re.M)
+    assert sorted(ranks) == (["", "", ""] if nodes == 1 else ["0", "0", "0", "1", "1", "1"]), log
+    resumed = [int(s) for s in re.findall(r"^resuming from step (\d+) of 3000", log, re.M)]
+    # every rank resumed twice, from the same step, the second time from a later one
+    assert len(resumed) == 2 * nodes and len(set(resumed)) == 2 and min(resumed) >= 100, log
     shard = json.loads((store / job_id / "shard.json").read_text())
     assert shard["coord"] == [0, 1000, 2000, 3000] and not (store / job_id / "resume.pt").exists()
+
+
+@needs_cluster
+@pytest.mark.slow  # about 30 s on 2 idle CPUs (10 tiny jobs)
+def test_relaunch_after_some_stages_are_done_runs_with_a_padding_task(cluster, tmp_path):
+    spec = tmp_path / "padded.yaml"
+    spec.write_text(PADDED)
+    store = tmp_path / "store"
+    proc = cli(cluster, "launch", spec, "--store", store, "-e", "slurm", "--time", "10", check=True)
+    assert "submitted 6 jobs in 3 job arrays, already done 0, already queued or running 0, no-op padding tasks 0" \
+        in proc.stderr, proc.stderr  # a fresh study needs none
+    plan, states = wait_all(spec, store)
+    assert all(s == "done" for s in states.values()), states
+    drained(cluster, "padded:")  # a task whose shard is written may still be finishing
+    done, by = padded_relaunch(plan)
+    first = {j: json.loads((store / j / "shard.json").read_text()) for j in plan.jobs}
+    for j in set(plan.jobs) - done:
+        (store / j / "shard.json").unlink()
+    proc = cli(cluster, "launch", spec, "--store", store, "-e", "slurm", "--time", "10", check=True)
+    assert "submitted 4 jobs in 3 job arrays, already done 2, already queued or running 0, no-op padding tasks 1" \
+        in proc.stderr, proc.stderr
+    assert re.search(r"array (\d+): 1 path job\(s\) \+ 1 no-op, stage 1, after aftercorr:\d+", proc.stderr), proc.stderr
+    plan, states = wait_all(spec, store)
+    assert all(s == "done" for s in states.values()), states
+    for j in plan.jobs:
+        assert starts(store, j) == (1 if j in done else 2), j
+        again = json.loads((store / j / "shard.json").read_text())
+        assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in first[j].items() if k != "seconds"}
+    record = json.loads((store / "_slurm" / "padded.json").read_text())
+    (padded,) = [a for a in record["arrays"] if a["padding"]]
+    # the no-op task (index 0) ran and ended at once; the path job at index 1 ran after prune at seed 1
+    assert record["jobs"][by[("init_to_pruned", 1)]]["task"] == f"{padded['id']}_1"
+    want, deadline = [f"{padded['id']}_0|COMPLETED", f"{padded['id']}_1|COMPLETED"], time.time() + 120
+    while (acct := sorted(subprocess.run(["sacct", "-X", "-n", "-P", "-j", padded["id"], "-o", "JobID,State"],
+                                         env=cluster, capture_output=True, text=True).stdout.split())) != want:
+        assert time.time() < deadline, acct  # a task whose shard is written may still be finishing
+        time.sleep(0.5)
 
 
 @needs_cluster
@@ -295,13 +410,13 @@ def test_two_node_ddp_job_matches_the_local_run(cluster, tmp_path):
     cli(cluster, "run", spec, "--store", tmp_path / "local", "--out", tmp_path / "local.nc", check=True)
     cli(cluster, "launch", spec, "--store", store, "-e", "slurm", "--time", "10", check=True)
     plan, states = wait_all(spec, store)
-    assert all(s == "done" for s, _ in states.values()), states
+    assert all(s == "done" for s in states.values()), states
     (train_id,) = [j for j in plan.jobs if plan.jobs[j].kind == "train"]
     log = (store / train_id / "log.txt").read_text()
-    # one worker per task (srun --label), on the two nodes
-    starts_ = re.findall(r"^(\d): job \w+ \(train\) starting on \S+ \(node (\S+)\), rank (\d) of 2", log, re.M)
-    assert sorted((label, rank) for label, _, rank in starts_) == [("0", "0"), ("1", "1")], log
-    assert len({node for _, node, _ in starts_}) == 2, log
+    # one worker per task (srun, started by submitit), on the two nodes
+    starts_ = re.findall(r"^job \w+ \(train\) starting on \S+ \(node (\S+)\), rank (\d) of 2", log, re.M)
+    assert sorted(rank for _, rank in starts_) == ["0", "1"], log
+    assert len({node for node, _ in starts_}) == 2, log
     assert json.loads((store / train_id / "shard.json").read_text())["tasks"] == 2
     (path_id,) = [j for j in plan.jobs if plan.jobs[j].kind == "path"]
     assert starts(store, path_id) == 1  # the path query ran in one task
@@ -310,3 +425,28 @@ def test_two_node_ddp_job_matches_the_local_run(cluster, tmp_path):
     got, ref = xr.open_dataset(tmp_path / "slurm.nc"), xr.open_dataset(tmp_path / "local.nc")
     for var in ("train_loss", "test_loss", "test_acc", "weight_sparsity", "path_train_loss", "path_test_loss"):
         assert np.allclose(got[var].values, ref[var].values, rtol=0, atol=1e-4, equal_nan=True), var
+
+
+def test_one_executor_interface_for_local_and_slurm(tmp_path):
+    import inspect
+
+    from studyspec import executors
+    from studyspec.executors.base import Executor
+    from studyspec.executors.slurm.record import Record
+    from studyspec.store import Store
+
+    loaded, store = loads(SPEC), Store(tmp_path / "store")
+    local, slurm = executors.create("local", loaded), executors.create("slurm", loaded)
+    for method in ("launch", "status", "wait", "cancel"):
+        assert inspect.signature(getattr(type(local), method)) == inspect.signature(getattr(Executor, method))
+        assert inspect.signature(getattr(type(slurm), method)) == inspect.signature(getattr(Executor, method))
+    # status and cancel ask the executor that launched the study: SLURM once its record exists
+    assert executors.of_study(loaded, store).name == "local"
+    Record(store, loaded.study.study).write({"jobs": {}, "arrays": []})
+    assert executors.of_study(loaded, store).name == "slurm"
+    assert executors.of_study(loaded, store, "local").name == "local"
+    plan = build(loaded.study)
+    got = local.status(plan, store)
+    assert set(got.states.values()) == {"to run"} and set(got.states) == set(plan.jobs)
+    with pytest.raises(UserError):  # command-line settings are checked when the executor is made
+        executors.create("slurm", loaded, Options(sets=["train.cpus_per_task=0"]))

@@ -54,7 +54,7 @@ def done_store(tmp_path_factory):
         root = tmp_path_factory.mktemp("faults") / "store"
         _, plan = _plan(root)
         outcome = run_local(plan, Store(root), workers=2)
-        assert outcome.ok and len(outcome.ran) == 6, outcome
+        assert outcome.ok and len(outcome.started) == 6, outcome
     finally:
         os.umask(old)
     return root
@@ -104,7 +104,7 @@ def test_a_corrupt_shard_is_not_done_and_is_reported_everywhere(store, fault):
     assert list(got.skipped) == [job] and got.ds.attrs["jobs_collected"] == 5
     report = verify_plan(plan, st)
     assert list(report.corrupt) == [job] and str(path) in report.corrupt[job][0]
-    from studyspec.cli import _state
+    from studyspec.executors.base import file_state as _state
 
     assert _state(st, job) == "corrupt"
 
@@ -127,7 +127,7 @@ def test_a_swapped_artifact_is_found_and_a_dependant_refuses_it(store):
     dependant = next(j for j in _jobs(plan, "path") if a in j.deps).id
     st.shard(dependant).unlink()  # the path job must run again: it refuses the swapped input
     outcome = run_local(plan, st, workers=1)
-    assert list(outcome.failed) == [dependant] and not outcome.ran
+    assert list(outcome.failed) == [dependant] and not outcome.started
     log = st.log(dependant).read_text()
     assert "is not the one its job wrote" in log and "final.pt: content differs" in log
 
@@ -144,7 +144,7 @@ def test_verify_quarantine_makes_the_next_launch_rerun_exactly_those_jobs(store,
     assert proc.returncode == 1 and (st.root / "_quarantine").is_dir() and not st.run_dir(job).exists()
     assert studyspec("verify", spec).returncode == 0
     outcome = run_local(plan, st, workers=1)
-    assert outcome.ran == [job] and len(outcome.skipped) == 5
+    assert outcome.started == [job] and len(outcome.done) == 5
     proc = studyspec("collect", spec, "--out", tmp_path / "r.nc")
     assert proc.returncode == 0, proc.stderr
 
@@ -165,7 +165,7 @@ def test_a_bad_resume_checkpoint_is_set_aside_and_the_job_restarts(store):
     st.shard(job).unlink()
     (st.run_dir(job) / "resume.pt").write_bytes(b"PK\x03\x04 truncated")
     outcome = run_local(plan, st, workers=1)
-    assert outcome.ran == [job] and outcome.ok
+    assert outcome.started == [job] and outcome.ok
     assert list(st.run_dir(job).glob("resume.pt.bad-*")) and "set aside" in st.log(job).read_text()
 
 
@@ -225,7 +225,7 @@ def test_files_follow_the_umask(store):
 
 def test_status_says_who_runs_a_job(store):
     st, plan, _ = store
-    from studyspec.cli import _state
+    from studyspec.executors.base import file_state as _state
 
     job = _jobs(plan, "train", "prune")[0].id
     st.shard(job).unlink()

@@ -45,7 +45,7 @@ def test_pool_results_bit_identical_to_fresh_processes(tmp_path):
     text = SPEC.replace("seed: [0, 1]", "seed: [0]")
     plan, fresh = launch(text, tmp_path / "fresh", jobs_per_worker=0)
     _, pooled = launch(text, tmp_path / "pool", jobs_per_worker=1)  # a worker replaced after each job
-    assert fresh.ok and pooled.ok and len(pooled.ran) == len(plan.jobs) == 2
+    assert fresh.ok and pooled.ok and len(pooled.started) == len(plan.jobs) == 2
     for jid in plan.jobs:
         assert numbers(tmp_path / "fresh", jid) == numbers(tmp_path / "pool", jid)
         a = torch.load(tmp_path / "fresh" / jid / "final.pt", weights_only=True)
@@ -98,10 +98,10 @@ def test_killed_job_fails_alone_and_its_worker_is_replaced(tmp_path):
     # the killed job failed (its dependant scratch not started); the other seed's jobs ran
     assert list(out.failed) == [prune0] and list(out.blocked) == [
         next(c.job for c in plan.cells if c.name == "scratch" and c.index["seed"] == 0)]
-    assert len(out.ran) == 2
+    assert len(out.started) == 2
     assert not _children(store)
     again = run_local(plan, Store(store), workers=2, console=Console(quiet=True))  # a relaunch runs the rest
-    assert again.ok and set(again.ran) == set(out.failed) | set(out.blocked)
+    assert again.ok and set(again.started) == set(out.failed) | set(out.blocked)
 
 
 def test_job_out_of_memory_fails_alone(tmp_path, monkeypatch):
@@ -111,6 +111,6 @@ def test_job_out_of_memory_fails_alone(tmp_path, monkeypatch):
     plan, out = launch(text, tmp_path / "store")
     big = next(c.job for c in plan.cells if c.index["hidden"] == 1)
     small = next(c.job for c in plan.cells if c.index["hidden"] == 0)
-    assert list(out.failed) == [big] and out.ran == [small]
+    assert list(out.failed) == [big] and out.started == [small]
     log = (tmp_path / "store" / big / "log.txt").read_text()
     assert "memory" in log.lower()  # torch: "DefaultCPUAllocator: can't allocate memory"

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -30,18 +29,9 @@ from rich.table import Table
 
 from ..plan import Plan
 from ..store import WORKER, Store, StoreError, open_nofollow
+from .base import Executor, Launched, Options, Status, file_state
 
 
-@dataclass
-class Outcome:
-    ran: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # done before
-    failed: dict[str, str] = field(default_factory=dict)  # id -> log path
-    blocked: dict[str, str] = field(default_factory=dict)  # id -> failed upstream id
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.blocked
 
 
 class Terminated(KeyboardInterrupt):
@@ -160,8 +150,8 @@ class LocalRun:
             jobs_per_worker = int(env) if env.isdigit() else JOBS_PER_WORKER
         self.jobs_per_worker = jobs_per_worker
         self.idle: list[_Worker] = []
-        self.out = Outcome(skipped=[j for j in plan.jobs if store.is_done(j)])
-        self.done = set(self.out.skipped)
+        self.out = Launched(done=[j for j in plan.jobs if store.is_done(j)])
+        self.done = set(self.out.done)
         self.pending = [j for j in plan.jobs.values() if j.id not in self.done]
         self.running: dict[str, tuple[_Fresh | _Worker, float]] = {}
         self.launch = uuid.uuid4().hex  # recorded in the shards this launch's workers write
@@ -228,10 +218,10 @@ class LocalRun:
             if code == 0 and self.store.is_done(jid):
                 self.done.add(jid)
                 if self.store.read_shard(jid).get("launch") == self.launch:
-                    self.out.ran.append(jid)
+                    self.out.started.append(jid)
                     self.console.print(f"[green]done[/]   {label(self.plan, jid)} ({time.time() - started:.1f} s)")
                 else:  # another launch ran it while this one waited for its lock
-                    self.out.skipped.append(jid)
+                    self.out.done.append(jid)
                     self.console.print(f"[green]done[/]   {label(self.plan, jid)} (by another launch)")
             else:
                 self.out.failed[jid] = str(self.store.log(jid))
@@ -254,7 +244,7 @@ class LocalRun:
             worker.close()
         self.idle.clear()
 
-    def __call__(self) -> Outcome:
+    def __call__(self) -> Launched:
         previous = signal.signal(signal.SIGTERM, _terminate)
         try:
             with Live(self.view(), console=self.console, refresh_per_second=4, transient=True) as live:
@@ -272,8 +262,35 @@ class LocalRun:
 
 
 def run_local(plan: Plan, store: Store, workers: int | None = None,
-              console: Console | None = None, jobs_per_worker: int | None = None) -> Outcome:
+              console: Console | None = None, jobs_per_worker: int | None = None) -> Launched:
     """`jobs_per_worker`: jobs a long-lived worker runs before it is replaced (0: a fresh
     process per job; default STUDYSPEC_JOBS_PER_WORKER or JOBS_PER_WORKER)."""
     return LocalRun(plan, store, workers or os.cpu_count() or 1, console or Console(stderr=True),
                     jobs_per_worker)()
+
+
+class LocalExecutor(Executor):
+    """Jobs run here, in worker processes; `launch` returns when every job has run or failed.
+    Nothing outlives a launch, so there is nothing to wait for or cancel afterwards
+    (stop a running launch with Ctrl-C or SIGTERM)."""
+
+    name = "local"
+    columns = ("running", "failed")
+
+    def __init__(self, loaded, options: Options | None = None):
+        self.workers = (options.workers if options else None) or loaded.study.launch.workers
+
+    def launch(self, plan: Plan, store: Store, console) -> Launched:
+        start = time.perf_counter()
+        out = run_local(plan, store, self.workers, console)
+        out.seconds = time.perf_counter() - start
+        out.summary = [f"ran {len(out.started)}, already done {len(out.done)}, failed {len(out.failed)}, "
+                       f"not started (upstream failed) {len(out.blocked)}"]
+        out.summary += [f"[red]failed[/] {', '.join(plan.names_of(j))} {j}: see {log}" for j, log in out.failed.items()]
+        return out
+
+    def status(self, plan: Plan, store: Store) -> Status:
+        return Status({j: file_state(store, j) for j in plan.jobs})
+
+    def cancel(self, plan: Plan, store: Store) -> list[str]:
+        return []
