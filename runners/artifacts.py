@@ -54,9 +54,16 @@ def resolve(ref: ArtifactRef, inputs: dict[str, Path]) -> Path:
 
 
 def atomic_save(obj, path: Path) -> None:
+    """torch.save through an open file: given a path, torch names the zip's records after the
+    (random) temporary file, so the same tensors gave other bytes and another artifact hash."""
     if not distributed.is_main():
         return
-    write_with(path, lambda tmp: torch.save(obj, tmp))
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    write_with(path, write)
 
 
 def save_state(model: torch.nn.Module, path: Path) -> None:
