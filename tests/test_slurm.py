@@ -297,16 +297,22 @@ def _new_checkpoint(store, job_id, after: float, deadline: float) -> None:
 def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path, nodes):
     """`scontrol requeue` (as preemption does), then the time-limit signal (USR2, which submitit
     asks SLURM to send before the time limit): each time the job starts again and resumes
-    from its latest checkpoint, on one task and on a two-node DDP job."""
+    from its latest checkpoint, on one task and on a two-node DDP job. On one node the job
+    is task 0 of an array of two (two seeds, one task pickle hard-linked for both,
+    executors/slurm/linked.py): the requeues restart that task only, and the other seed's
+    task runs once, to the end."""
     if nodes > 1:  # a DDP job: srun starts one worker per task, each must resume
         names = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], env=cluster, capture_output=True, text=True).stdout
         if len(set(names.split())) < nodes:
             pytest.skip(f"the cluster in {SLURM_DIR} has one node: start it with STUDYSPEC_SLURM_NODES=2")
     spec = tmp_path / "requeue.yaml"
-    spec.write_text(REQUEUE + (f"launch:\n  slurm: {{train: {{nodes: {nodes}, tasks_per_node: 1}}}}\n" if nodes > 1 else ""))
+    spec.write_text(REQUEUE + (f"launch:\n  slurm: {{train: {{nodes: {nodes}, tasks_per_node: 1}}}}\n" if nodes > 1
+                               else "sweep: {seed: [0, 1]}\n"))
     store = tmp_path / "store"
     cli(cluster, "launch", spec, "--store", store, "-e", "slurm", "--time", "10", check=True)
-    (job_id, rec), = json.loads((store / "_slurm" / "requeue.json").read_text())["jobs"].items()
+    jobs = json.loads((store / "_slurm" / "requeue.json").read_text())["jobs"]
+    (job_id, rec), *others = sorted(jobs.items(), key=lambda kv: kv[1]["task"])
+    assert [r["task"] for _, r in others] == ([] if nodes > 1 else [rec["task"][:-1] + "1"]), jobs
     deadline = time.time() + 300
     _new_checkpoint(store, job_id, 0, deadline)  # the running job wrote a checkpoint
     requeued = time.time()
@@ -315,7 +321,10 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path, nodes):
     # the time-limit signal: submitit's handler checkpoints (RunJob.checkpoint) and requeues the task
     subprocess.run(["scancel", "--signal=USR2", rec["task"]], env=cluster, check=True)
     plan, states = wait_all(spec, store)
-    assert states[job_id] == "done", states
+    assert all(s == "done" for s in states.values()), states
+    for other, _ in others:  # the other task of the array started once and was never requeued
+        other_log = (store / other / "log.txt").read_text()
+        assert re.findall(r"restart \d+", other_log) == ["restart 0"] and "resuming" not in other_log, other_log
     log = (store / job_id / "log.txt").read_text()
     assert "restart 1" in log and "restart 2" in log and "time limit near: requeueing" in log, log
     ranks = re.findall(r"^job \w+ \(train\) starting on [^\s,]+(?: \(node \S+\), rank (\d) of \d+)?,", log, re.M)

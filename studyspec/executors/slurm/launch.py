@@ -3,15 +3,17 @@ of jobs (arrays.py), and return as soon as everything is submitted."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from ...errors import UserError
 from ...plan import Plan
-from ...store import Store
+from ...store import Store, write_atomic
 from ..base import Launched
 from . import locate
 from .arrays import Array, dependency, group
@@ -56,19 +58,28 @@ def submit(arrays: list[Array], plan: Plan, store: Store, res: dict, record: Rec
     """Submit the arrays in order (upstream first) with submitit; the updated record."""
     import submitit
 
-    from .task import RunJob, noop
+    from .linked import LinkedArrayExecutor
+    from .task import ArrayTask, RunJob
 
     study = plan.study.study
     data = record.read()
     record.folder.mkdir(parents=True, exist_ok=True)
     for a in arrays:
         deps = dependency(arrays, a)
-        ex = submitit.SlurmExecutor(folder=record.folder, **executor_args(res[a.kind]))
+        ex = LinkedArrayExecutor(folder=record.folder, **executor_args(res[a.kind]))
         ex.update_parameters(**parameters(res[a.kind], f"{study}:{a.name}", a.length, deps))
+        manifest = None
         try:
+            if a.length == 1:  # a plain job for submitit: no array index
+                task = RunJob(str(store.run_dir(a.jobs[0])), store.job_record(plan.jobs[a.jobs[0]]))
+            else:  # one callable for every task: launch writes its pickle once (linked.py)
+                manifest = record.folder / f"tasks-{uuid.uuid4().hex}.json"
+                write_atomic(manifest, json.dumps([
+                    {"run_dir": str(store.run_dir(a.jobs[i])), "record": store.job_record(plan.jobs[a.jobs[i]])}
+                    if i in a.jobs else None for i in range(a.length)]))
+                task = ArrayTask(str(manifest))
             with ex.batch():
-                jobs = [ex.submit(RunJob(str(store.run_dir(a.jobs[i])), store.job_record(plan.jobs[a.jobs[i]])))
-                        if i in a.jobs else ex.submit(noop) for i in range(a.length)]
+                jobs = [ex.submit(task) for _ in range(a.length)]
             a.slurm_id = str(jobs[0].job_id).split("_")[0]
         except (submitit.core.utils.FailedJobError, subprocess.SubprocessError, OSError) as e:
             record.write(data)  # keep what was queued recorded, so status and cancel still see it
@@ -76,6 +87,7 @@ def submit(arrays: list[Array], plan: Plan, store: Store, res: dict, record: Rec
             raise UserError.single(f"sbatch failed: {' '.join(msg[-3:])}", file="sbatch") from None
         data["arrays"].append({"id": a.slurm_id, "name": a.name, "kind": a.kind, "stage": a.stage,
                                "tasks": a.length, "padding": a.padding, "dependency": deps,
+                               "manifest": str(manifest) if manifest else None,
                                "submitted": time.time()})
         for i, j in a.jobs.items():
             data["jobs"][j] = {"task": a.task(i), "array": a.slurm_id}

@@ -2,7 +2,8 @@
 
 - `<store>/_slurm/<study>.json`: which SLURM task holds which job id (the latest launch
   wins) and the arrays submitted; status, cancel and relaunch read it;
-- `<store>/_slurm/<study>/`: submitit's folder (batch scripts, pickled tasks, SLURM's own
+- `<store>/_slurm/<study>/`: submitit's folder (batch scripts, pickled tasks, each array's
+  manifest `tasks-<uuid>.json` (the job at each index, see task.ArrayTask), SLURM's own
   output files `<array>_<index>_<task>_log.out`). A job's own log is `<store>/<job id>/log.txt`.
 """
 

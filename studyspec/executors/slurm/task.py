@@ -1,5 +1,8 @@
-"""What submitit runs in each task of a SLURM job: `RunJob` (one job of the study) or
-`noop` (a padding task of an array, see arrays.py: it exits at once, without torch).
+"""What submitit runs in each task of a SLURM job: `RunJob` (one job of the study) for a
+one-task array, and `ArrayTask` for every task of a longer one: it finds its job by its
+array index in the array's manifest (one JSON file per array, written by launch) and runs
+it as `RunJob`, or, at a padding index (arrays.py), exits at once without torch. One
+callable for the whole array lets launch write its pickle once (linked.py).
 
 `RunJob` writes the job's job.json, sends the task's output to the job's log
 (`<store>/<job id>/log.txt`, appended: every start and requeue of the job is there) and
@@ -18,6 +21,7 @@ most the work since its last checkpoint."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import sys
@@ -63,8 +67,28 @@ class RunJob:
         return submitit.helpers.DelayedSubmission(RunJob(self.run_dir, self.record))
 
 
-def noop() -> None:
-    """A padding task: no job of the study at this array index."""
+class ArrayTask:
+    """Every task of one array: the job at this task's index in `manifest` (a JSON list of
+    {"run_dir", "record"}, or null for a padding task)."""
+
+    def __init__(self, manifest: str):
+        self.manifest = manifest
+
+    def job(self) -> RunJob | None:
+        import submitit
+
+        index = int(submitit.JobEnvironment().array_task_id)
+        entry = json.loads(Path(self.manifest).read_text())[index]
+        return None if entry is None else RunJob(entry["run_dir"], entry["record"])
+
+    def __call__(self) -> bool | None:
+        job = self.job()
+        return None if job is None else job()
+
+    def checkpoint(self):
+        """Requeue this task's own job (submitit replaces this task's pickle only)."""
+        job = self.job()
+        return None if job is None else job.checkpoint()
 
 
 def stop(signum, frame):
