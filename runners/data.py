@@ -1,7 +1,7 @@
 """Datasets, and one batching interface for data in memory and data streamed from disk.
 
 The interface the training loop uses (``batches(data, cache_dir, device) -> Batches``,
-``data`` the job's data section, ``studyspec.spec.train.Data``)::
+``data`` the job's data section, ``studyspec.spec.data.Data``)::
 
     b = data.batches(job.data, cache_dir, device)
     b.input_shape, b.n_classes, b.n_train, b.n_test, b.batch_size
@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import studyspec.spec.train as S
+import studyspec.spec.data as S
 from runners.evaluate import EVAL_BATCH, part_bounds
 from runners.registry import implements, lookup
 from studyspec.atomic import write_with

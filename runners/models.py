@@ -1,6 +1,6 @@
 """Models. ``build(model, in_shape, n_classes, widths=None) -> nn.Module``.
 
-``model`` is the spec's model section (``studyspec.spec.train``: ``MLP``, ``LeNet5`` ...);
+``model`` is the spec's model section (``studyspec.spec.model``: ``MLP``, ``LeNet5`` ...);
 each arch's implementation registers against its spec class (``runners.registry``).
 ``in_shape`` is the shape of one example as the dataset's facts give it
 (``studyspec.datasets.FACTS``), e.g. ``(1, 28, 28)`` or ``(1, 40)``: image nets take
@@ -8,7 +8,7 @@ each arch's implementation registers against its spec class (``runners.registry`
 a shape of another rank is an error, never guessed. Every model reshapes a flat input
 batch to ``(batch, *in_shape)`` itself, so the data may come flat or shaped.
 
-Archs (the spec models are in studyspec/spec/train.py):
+Archs (the spec models are in studyspec/spec/model.py):
 
 - ``mlp``: Flatten, then Linear+ReLU for each width in ``hidden``, then a Linear
   classifier. Parameter names ``net.1.weight``, ``net.3.weight``, ... (0 is the Flatten).
@@ -47,7 +47,7 @@ import math
 import torch
 from torch import nn
 
-import studyspec.spec.train as S
+import studyspec.spec.model as S
 from runners.registry import implements, lookup
 from studyspec.spec.custom import import_target
 

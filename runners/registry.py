@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import typing
 
-from studyspec.spec import paths, regimes, train
+from studyspec.spec import data, model, paths, regimes, train
 from studyspec.spec.distribution import DistributionSpec
 
 _REGISTRY: dict[tuple[type, str | None], object] = {}
@@ -72,8 +72,8 @@ def members() -> dict[str, list[tuple[type, str | None]]]:
     return {
         "regime": _union_members(regimes.AnyRegime),
         "path kind": _union_members(paths.AnyPath),
-        "dataset": _union_members(train.Data),
-        "arch": _union_members(train.Model),
+        "dataset": _union_members(data.Data),
+        "arch": _union_members(model.Model),
         "distribution": _named(DistributionSpec),
         "optimizer": _named(train.Optimizer),
         "lr schedule": _named(train.LRSchedule),

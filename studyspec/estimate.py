@@ -8,7 +8,7 @@ The model (documented in docs/results.md, printed with every estimate):
     path job   = curve steps x (OVERHEAD + batch x C x points / 2)  +  grid points x (n_train_eval + n_test) x C / 3
 
 where C is the GPU-seconds per training example (forward + backward) of the model on one
-V100-class GPU in fp32 (``cost_per_example()`` of its spec class, studyspec/spec/train.py,
+V100-class GPU in fp32 (``cost_per_example()`` of its spec class, studyspec/spec/model.py,
 from public throughput figures), a forward pass costs C / 3, the split sizes are the
 dataset's facts (studyspec/datasets.py), and a curve's points are its endpoints and control
 points (bezier: degree + 1, polychain: bends + 2). With train.precision bf16 or fp16 the

@@ -5,7 +5,9 @@ from .paths import AnyPath, Linear, PathQuery
 from .regimes import (SET, AnyRegime, Dense, DynamicSparse, FixedMask, Imp, MaskedStart, Prune,
                       PruneSchedule, Regime, RigL, SmallDense)
 from .study import Launch, Output, Study
-from .train import Data, LRSchedule, Model, Optimizer, Train
+from .data import Data
+from .model import Model
+from .train import LRSchedule, Optimizer, Train
 
 __all__ = [
     "ARTIFACT", "AnyPath", "AnyRegime", "Data", "Dense", "FixedMask", "LRSchedule", "Launch",

@@ -6,7 +6,7 @@ runners validate ``config`` back into the same class (``parse_job``) and pass th
 object down. Every default lives once, on the spec model the job's sections are:
 
 - ``data``, ``model``, ``train``: the study's sections at the job's sweep point, as
-  specified (``studyspec.spec.train``);
+  specified (``studyspec.spec.data``, ``.model``, ``.train``);
 - ``regime`` (train jobs): the run's regime class with its references resolved: each
   reference field holds an ``ArtifactRef`` (``{job, artifact}``) instead of
   ``RUN.ARTIFACT``, plus ``sparsity``, the study's sparsity at the point, set exactly when
@@ -34,7 +34,9 @@ from pydantic import Field, TypeAdapter, field_validator, model_serializer
 from .base import ARTIFACT, Ref, Strict
 from .paths import AnyPath
 from .regimes import AnyRegime
-from .train import Data, Model, Train
+from .data import Data
+from .model import Model
+from .train import Train
 
 
 class ArtifactRef(Strict):

@@ -16,7 +16,9 @@ from .claims import AnyClaim, Seeds
 from .paths import AnyPath
 from .regimes import AnyRegime
 from .search import RandomSearch
-from .train import Data, Model, Train
+from .data import Data
+from .model import Model
+from .train import Train
 
 MAX_JOBS = 50_000  # default of launch.max_jobs
 Scalar = Union[bool, int, float, str]
