@@ -109,13 +109,15 @@ def _table(plan, store, states: dict[str, str] | None = None, columns: tuple[str
     for col in ["stage", "kind", "name", "jobs", "done", *columns, "to run"]:
         table.add_column(col, justify="right" if col not in ("kind", "name") else "left")
     counts = {}
+    names = plan.names()
+    done = store.done_among(plan.jobs) if states is None else set()
     for stage, jobs in enumerate(plan.stages()):
         by_name: dict[tuple, list] = {}
         for job in jobs:
-            key = (job.kind, ", ".join(plan.names_of(job.id)))
+            key = (job.kind, ", ".join(names.get(job.id, ())))
             by_name.setdefault(key, []).append(job.id)
         for (kind, name), ids in by_name.items():
-            st = [states[j] if states is not None else ("done" if store.is_done(j) else "to run") for j in ids]
+            st = [states[j] if states is not None else ("done" if j in done else "to run") for j in ids]
             for s in st:
                 counts[s] = counts.get(s, 0) + 1
             table.add_row(str(stage), kind, name, str(len(ids)), str(st.count("done")),
@@ -138,7 +140,8 @@ def plan(spec: Path = SpecArg, overrides: Optional[list[str]] = OverridesArg, st
     if as_json:
         from . import jsonout
 
-        states = {j: "done" if st.is_done(j) else "to run" for j in p.jobs}
+        done = st.done_among(p.jobs)
+        states = {j: "done" if j in done else "to run" for j in p.jobs}
         print(jsonout.dump(jsonout.jobs("plan", str(spec), p, st, states, {}, overrides)))
         return
     console = _console()

@@ -46,11 +46,18 @@ def seconds(job: TrainJob | PathJob) -> float:
     return total
 
 
+def job_seconds(job) -> float:
+    """``seconds`` of a plan's job (a plan.Job), once per template: the jobs of one run at
+    sweep points that differ only in their seed differ only in their seed and the ids they
+    reference, which the estimate does not read."""
+    return job.template.memo("seconds", lambda: seconds(job.spec))
+
+
 def gpu_hours(plan) -> dict[str, float]:
     """{'train': h, 'path': h, 'total': h} for every job of the plan (done or not)."""
     out = {"train": 0.0, "path": 0.0}
     for job in plan.jobs.values():
-        out[job.kind] = out.get(job.kind, 0.0) + seconds(job.spec) / 3600
+        out[job.kind] = out.get(job.kind, 0.0) + job_seconds(job) / 3600
     out["total"] = sum(out.values())
     return out
 

@@ -12,6 +12,11 @@ def canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+def digest(text: str) -> str:
+    """The id of a job whose key's canonical JSON is `text`."""
+    return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
+
+
 def job_id(config: dict) -> str:
     """The id of a job: fields equal to their defaults must already be left out of `config`."""
-    return hashlib.sha256(canonical(config).encode()).hexdigest()[:ID_LENGTH]
+    return digest(canonical(config))

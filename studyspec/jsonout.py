@@ -51,7 +51,7 @@ def jobs(command: str, spec: str, plan, store, states: dict[str, str], tasks: di
          overrides: list[str] | None) -> dict:
     """The plan (command "plan") or its state (command "status") as one JSON object.
     `states`: job id -> state; `tasks`: job id -> SLURM task id (ARRAY_INDEX) or None."""
-    from .estimate import gpu_hours, seconds
+    from .estimate import gpu_hours, job_seconds
 
     cells: dict[str, list] = {}
     for c in plan.cells:
@@ -63,7 +63,7 @@ def jobs(command: str, spec: str, plan, store, states: dict[str, str], tasks: di
             "id": jid, "kind": job.kind, "name": where[0]["name"] if where else None,
             "point": where[0]["point"] if where else {}, "cells": where, "stage": job.stage,
             "deps": list(job.deps), "state": states[jid], "slurm_task": tasks.get(jid),
-            "log": str(store.log(jid)), "estimate_gpu_hours": seconds(job.spec) / 3600})
+            "log": str(store.log(jid)), "estimate_gpu_hours": job_seconds(job) / 3600})
     counts: dict[str, int] = {}
     for s in states.values():
         counts[s] = counts.get(s, 0) + 1

@@ -2,41 +2,69 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from dataclasses import dataclass, field
-from functools import cached_property
+from typing import NamedTuple
 
-from .hashing import job_id
+from .hashing import ID_LENGTH, canonical, digest, job_id
 from .refs import run_order
 from .spec import Study, split_ref
 from .spec import jobs
+from .spec.base import MAX_SEED
 from .spec.jobs import ArtifactRef, PathJob, TrainJob
-from .sweep import Dim, apply, dims, points
+from .sweep import Dim, dims, split
 
 
-@dataclass(frozen=True)
 class Job:
-    """One runner call: ``spec`` is the typed job (studyspec.spec.jobs: a TrainJob or a
-    PathJob), ``key`` its dump without defaults, whose hash is ``id``."""
+    """One runner call: its ``id``, the ids of the jobs it needs first (``deps``) and its
+    ``stage``. The rest is made when first asked, from what the job shares with the other
+    jobs of its run (or path) across seeds (``template``) and its own ``values`` (its seed,
+    then the ids of the jobs it references): ``spec`` is the typed job
+    (studyspec.spec.jobs: a TrainJob or a PathJob), ``key`` its dump without defaults, whose
+    hash is ``id``, ``config`` job.json's config."""
 
-    id: str
-    spec: TrainJob | PathJob
-    key: dict
-    deps: tuple[str, ...]
-    stage: int
+    __slots__ = ("id", "deps", "stage", "template", "values", "_spec", "_key", "_config")  # made when asked
+
+    def __init__(self, id: str, deps: tuple[str, ...], stage: int, template: "Template", values: tuple):
+        self.id, self.deps, self.stage, self.template, self.values = id, deps, stage, template, values
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, kind={self.kind!r}, stage={self.stage}, deps={self.deps!r})"
 
     @property
     def kind(self) -> str:  # "train" or "path"
-        return self.spec.kind
+        return self.template.kind
 
-    @cached_property
+    @property
+    def spec(self) -> TrainJob | PathJob:
+        try:
+            return self._spec
+        except AttributeError:
+            self._spec = self.template.spec(*self.values)
+            return self._spec
+
+    @property
+    def key(self) -> dict:
+        try:
+            return self._key
+        except AttributeError:
+            self._key = self.template.key(*self.values)
+            return self._key
+
+    @property
     def config(self) -> dict:
-        """job.json's config: the typed job's dump, defaults included (made when first asked)."""
-        return jobs.config(self.spec)
+        """job.json's config: the typed job's dump, defaults included."""
+        try:
+            return self._config
+        except AttributeError:
+            self._config = jobs.config(self.spec)
+            return self._config
 
 
-@dataclass(frozen=True)
-class Cell:
-    """Where a job's results go in the collected dataset: (run or path name, sweep point)."""
+class Cell(NamedTuple):
+    """Where a job's results go in the collected dataset: (run or path name, sweep point).
+    (A named tuple: a plan makes one per job and sweep point, and a tuple is made fastest.)"""
 
     kind: str
     name: str
@@ -61,12 +89,16 @@ class Plan:
 
     def names_of(self, job_id: str) -> list[str]:
         """The run or path names whose cells this job fills (one job can fill several)."""
+        return self.names().get(job_id, [])
+
+    def names(self) -> dict[str, list[str]]:
+        """job id -> names_of(job id), for every job with a cell."""
         if getattr(self, "_names", (None, -1))[1] != len(self.cells):  # (re)index once, not per call
             names: dict[str, set[str]] = {}
             for c in self.cells:
                 names.setdefault(c.job, set()).add(c.name)
             self._names = ({j: sorted(n) for j, n in names.items()}, len(self.cells))
-        return self._names[0].get(job_id, [])
+        return self._names[0]
 
 
 def _resolve(model, ids: dict[str, str], by_field: bool = False, **extra):
@@ -101,64 +133,195 @@ def _run_train(train, regime, key: dict):
     return train, key
 
 
+# Stand-ins for a job's own values in a template's key: control characters, which spec
+# strings do not hold in practice; a template checks its format against a key made without
+# them before trusting it (Template.job_id)
+SEED = "\x00studyspec:seed\x00"
+REF = "\x00studyspec:ref{}\x00"
+
+
+class Template:
+    """What the jobs of one run (or path) share at the sweep points that differ only in
+    their seed: everything but the job's own values (its seed, then the ids of the jobs its
+    references name, in the order of ``names``: run names, or for a path its end fields).
+
+    ``key(*values)`` and ``spec(*values)`` make a job's key and typed job. The id is the
+    hash of the key's canonical JSON; since only the values differ from job to job, the
+    template makes that JSON once with stand-ins for them and fills each job's values into
+    it (a format string), checked against the JSON of the first job's key made in full."""
+
+    __slots__ = ("kind", "names", "offset", "key", "spec", "format", "_first", "_memo")
+
+    def __init__(self, kind: str, names: tuple[str, ...], key, spec, offset: int = 0):
+        self.kind, self.names, self.key, self.spec = kind, names, key, spec
+        self.offset = offset  # added to the sweep point's seed (a run's seed_offset)
+        # the canonical JSON of a job's key with {0} for its seed and {1}... for the ids: None
+        # until the second job (made from the first's key and checked), False if it cannot be
+        self.format: str | None | bool = None
+        self._first = None  # (values, canonical JSON of the key) of the first job
+        self._memo: dict = {}
+
+    def job_id(self, values: tuple) -> str:
+        fmt = self.format
+        if fmt:
+            return digest(fmt.format(*values))
+        if fmt is None:
+            if self._first is None:
+                self._first = (values, canonical(self.key(*values)))
+                return digest(self._first[1])
+            self.format = fmt = self._make_format()
+            if fmt:
+                return digest(fmt.format(*values))
+        return job_id(self.key(*values))
+
+    def _make_format(self) -> str | bool:
+        text = canonical(self.key(SEED, *(REF.format(i) for i in range(len(self.names)))))
+        fmt = text.replace("{", "{{").replace("}", "}}").replace(canonical(SEED), "{0}")
+        for i in range(len(self.names)):
+            fmt = fmt.replace(canonical(REF.format(i)), f'"{{{i + 1}}}"')
+        values, first = self._first
+        return fmt if fmt.format(*values) == first else False
+
+    def memo(self, name: str, make):
+        """``make()``, once per template: for what is the same for all its jobs (the cost estimate)."""
+        if name not in self._memo:
+            self._memo[name] = make()
+        return self._memo[name]
+
+
+def _train_template(at: Study, name: str, keys) -> Template:
+    regime = at.runs[name]
+    names = tuple(dict.fromkeys(split_ref(r)[0] for r in regime.refs().values()))
+    sparsity = at.sparsity if regime.uses_sparsity else None
+    train, train_key = _run_train(at.train, regime, keys(at.train))
+    data, model, data_key, model_key = at.data, at.model, keys(at.data), keys(at.model)
+
+    def key(seed, *ids):
+        resolved = _resolve(regime, dict(zip(names, ids)), sparsity=sparsity)
+        return {"kind": "train", "seed": seed, "data": data_key, "model": model_key, "train": train_key,
+                "regime": jobs.section_key(resolved)}
+
+    def spec(seed, *ids):
+        return TrainJob.model_construct(kind="train", seed=seed, data=data, model=model, train=train,
+                                        regime=_resolve(regime, dict(zip(names, ids)), sparsity=sparsity))
+
+    return Template("train", names, key, spec, regime.seed_offset)
+
+
+def _path_template(at: Study, name: str, keys) -> Template:
+    path = at.paths[name]
+    names = tuple(path.refs())  # the end fields, "from" and "to"
+    data, model, data_key, model_key = at.data, at.model, keys(at.data), keys(at.model)
+
+    def key(seed, *ids):
+        return {"kind": "path", "seed": seed, "data": data_key, "model": model_key,
+                "path": jobs.section_key(_resolve(path, dict(zip(names, ids)), by_field=True))}
+
+    def spec(seed, *ids):
+        return PathJob.model_construct(kind="path", seed=seed, data=data, model=model,
+                                       path=_resolve(path, dict(zip(names, ids)), by_field=True))
+
+    return Template("path", names, key, spec)
+
+
+_HELD = 4096  # studies (with their templates) kept while planning, at most
+
+
 def build(study: Study) -> Plan:
     plan = Plan(study=study, dims=dims(study))
+    ds = plan.dims
     order = run_order(study)
+    names = [d.name for d in ds]
+    seed_dim = next((i for i, d in enumerate(ds) if d.axes == ("seed",)), None)
+    # the study at each combination of the other axes (sweep.split), with its templates
+    # (run or path name -> Template): sweep points that differ only in their seed share both
+    at_other: dict[tuple, tuple[Study, dict]] = {}
+    held: dict[int, tuple[Study, dict]] = {}  # id(study at a point) -> (it, its templates)
+    dumped: dict[int, tuple] = {}  # id(section object) -> (object, its key part): each dumped once
+
+    def keys(obj) -> dict:
+        got = dumped.get(id(obj))
+        if got is None or got[0] is not obj:
+            got = dumped[id(obj)] = (obj, jobs.section_key(obj))
+        return got[1]
+
+    def point_at(combo) -> dict:
+        point = {"_index": dict(zip(names, combo))}
+        for d, i in zip(ds, combo):
+            point.update(zip(d.axes, d.values[i]))
+        return point
+
+    def templates_of(at: Study) -> dict:
+        got = held.get(id(at))
+        if got is None or got[0] is not at:
+            if len(held) >= _HELD:
+                held.clear()
+            got = held[id(at)] = (at, {})
+        return got[1]
+
+    with_paths = bool(study.paths)
     ids_at: dict[tuple, dict[str, str]] = {}  # sweep point (coordinate indices) -> run -> job id
     deferred = []  # paths are planned once every point's runs are, so endpoints may lie at other points
-    dumped: dict[int, tuple] = {}  # id(section object) -> (object, its key part)
-    for point in points(study):
-        at = apply(study, point)
+    jobs_, cells_append, sha256 = plan.jobs, plan.cells.append, hashlib.sha256
+    for combo in itertools.product(*(range(len(d.values)) for d in ds)):
+        index = dict(zip(names, combo))
+        got = None
+        if seed_dim is not None:
+            seed = ds[seed_dim].values[combo[seed_dim]][0]
+            if type(seed) is int and 0 <= seed <= MAX_SEED:
+                other = combo[:seed_dim] + combo[seed_dim + 1:]
+                got = at_other.get(other)
+                if got is None:
+                    at, _ = split(study, point_at(combo))
+                    got = (at, templates_of(at))
+                    if len(at_other) < _HELD:
+                        at_other[other] = got
+        if got is None:
+            at, seed = split(study, point_at(combo))
+            got = (at, templates_of(at))
+        at, templates = got
         ids: dict[str, str] = {}
-        # the shared sections' parts of the keys: sweep points that differ only in their seed
-        # share these objects (sweep.apply), so each is dumped once, not once per point
-        shared = {}
-        for name in ("data", "model", "train"):
-            obj = getattr(at, name)
-            held = dumped.get(id(obj))
-            if held is None or held[0] is not obj:
-                held = dumped[id(obj)] = (obj, jobs.section_key(obj))
-            shared[name] = held[1]
-        for name in order:
-            regime = at.runs[name]
-            deps = tuple(dict.fromkeys(ids[split_ref(r)[0]] for r in regime.refs().values()))
-            seed = at.seed + regime.seed_offset  # the runner sees one plain seed
-            resolved = _resolve(regime, ids, sparsity=at.sparsity if regime.uses_sparsity else None)
-            train, train_key = _run_train(at.train, regime, shared["train"])
-            spec = TrainJob.model_construct(kind="train", seed=seed, data=at.data, model=at.model, train=train,
-                                            regime=resolved)
-            key = {"kind": "train", "seed": seed, **shared, "train": train_key, "regime": jobs.section_key(resolved)}
-            ids[name] = _add(plan, spec, key, deps, 1 + max((plan.jobs[d].stage for d in deps), default=-1))
-            plan.cells.append(Cell("train", name, point["_index"], ids[name]))
-        ids_at[tuple(point["_index"][d.name] for d in plan.dims)] = ids
-        deferred.append((point, at, shared))
-    for point, at, shared in deferred:
+        for name in order:  # the hot loop of planning: a few microseconds per job
+            t = templates.get(name)
+            if t is None:
+                t = templates[name] = _train_template(at, name, keys)
+            if t.names:
+                run_ids = tuple(map(ids.__getitem__, t.names))
+                values = (seed + t.offset, *run_ids)  # the runner sees one plain seed
+            else:
+                run_ids, values = (), (seed + t.offset,)
+            fmt = t.format
+            jid = ids[name] = sha256(fmt.format(*values).encode()).hexdigest()[:ID_LENGTH] if fmt else t.job_id(values)
+            if jid not in jobs_:
+                stage = 0
+                for d in run_ids:
+                    if jobs_[d].stage >= stage:
+                        stage = jobs_[d].stage + 1
+                jobs_[jid] = Job(jid, tuple(dict.fromkeys(run_ids)) if len(run_ids) > 1 else run_ids, stage, t, values)
+            cells_append(Cell("train", name, index, jid))
+        if with_paths:
+            ids_at[combo] = ids
+            deferred.append((combo, index, at, seed, templates))
+    position = {n: i for i, n in enumerate(names)}
+    for combo, index, at, seed, templates in deferred:
         for name, path in at.paths.items():
+            t = templates.get(("path", name))
+            if t is None:
+                t = templates[("path", name)] = _path_template(at, name, keys)
             ats = path.ats()
-            end_ids = {}  # field -> job id of its run, at its sweep point
+            end_ids = []  # the job id of each end's run, at its sweep point
             for f, ref in path.refs().items():
-                index = dict(point["_index"])
+                end = list(combo)
                 for dim_name, value in ats.get(f, {}).items():
-                    d = next(d for d in plan.dims if d.name == dim_name)
-                    index[dim_name] = [v[0] for v in d.values].index(value)
-                end_ids[f] = ids_at[tuple(index[d.name] for d in plan.dims)][split_ref(ref)[0]]
-            deps = tuple(dict.fromkeys(end_ids.values()))
-            seed = at.seed
+                    d = ds[position[dim_name]]
+                    end[position[dim_name]] = [v[0] for v in d.values].index(value)
+                end_ids.append(ids_at[tuple(end)][split_ref(ref)[0]])
             pins = [ats.get(f, {}) for f in path.refs()]
-            if all("seed" in pin for pin in pins):
-                # both ends at given seeds (the seed control): one job, not one per seed of the sweep
-                seed = pins[0]["seed"]
-            resolved = _resolve(path, end_ids, by_field=True)
-            spec = PathJob.model_construct(kind="path", seed=seed, data=at.data, model=at.model, path=resolved)
-            key = {"kind": "path", "seed": seed, "data": shared["data"], "model": shared["model"],
-                   "path": jobs.section_key(resolved)}
-            pid = _add(plan, spec, key, deps, 1 + max(plan.jobs[d].stage for d in deps))
-            plan.cells.append(Cell("path", name, point["_index"], pid))
+            # both ends at given seeds (the seed control): one job, not one per seed of the sweep
+            values = (pins[0]["seed"] if all("seed" in pin for pin in pins) else seed, *end_ids)
+            jid = t.job_id(values)
+            if jid not in jobs_:
+                deps = tuple(dict.fromkeys(end_ids))
+                jobs_[jid] = Job(jid, deps, 1 + max(jobs_[d].stage for d in deps), t, values)
+            plan.cells.append(Cell("path", name, index, jid))
     return plan
-
-
-def _add(plan: Plan, spec, key: dict, deps: tuple, stage: int) -> str:
-    jid = job_id(key)
-    if jid not in plan.jobs:
-        plan.jobs[jid] = Job(jid, spec, key, deps, stage)
-    return jid

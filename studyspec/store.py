@@ -194,6 +194,17 @@ class Store:
         """Done iff the job's shard is valid (a missing, corrupt or misplaced one is not done)."""
         return self.shard_problem(job_id) is None
 
+    def done_among(self, job_ids) -> set[str]:
+        """The ids among `job_ids` whose job is done (is_done), listing the store once rather
+        than looking for each job's shard: a job with no entry in the store is not done."""
+        try:
+            present = set(os.listdir(self.root))
+        except FileNotFoundError:
+            return set()
+        except OSError:  # unreadable: is_done says why per job
+            present = None
+        return {j for j in job_ids if (present is None or j in present) and self.is_done(j)}
+
     def artifact_files(self, job_id: str) -> list[str]:
         """The artifacts (init.pt, final.pt, mask.pt, step_N.pt) in the job's run directory."""
         try:

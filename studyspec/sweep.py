@@ -70,9 +70,18 @@ def apply(study: Study, point: dict[str, Any]) -> Study:
     value is not validated with the rest: the study is validated once per combination of
     the other axes' values (cached) and the seed (a plain int within bounds) copied in;
     anything else takes the full path, which also gives the located error."""
+    at, seed = split(study, point)
+    return at if at.seed == seed else at.model_copy(update={"seed": seed})
+
+
+def split(study: Study, point: dict[str, Any]) -> tuple[Study, int]:
+    """``apply`` in two parts, without the per-point copy: (the study at the point's other
+    axes, the point's seed). The study's own ``seed`` is that of the spec when the point
+    sweeps the seed (the planner reads the seed from the second part); the study is shared
+    by every point that differs from this one only in its seed."""
     seed = point.get("seed")
-    rest = {k: v for k, v in point.items() if k != "seed" and not k.startswith("_")}
     if "seed" in point and type(seed) is int and 0 <= seed <= MAX_SEED:
+        rest = {k: v for k, v in point.items() if k != "seed" and not k.startswith("_")}
         try:
             key = json.dumps(rest, sort_keys=True)
         except (TypeError, ValueError):
@@ -88,8 +97,9 @@ def apply(study: Study, point: dict[str, Any]) -> Study:
                 base = _apply(study, rest)
                 if len(held[1]) < _CACHE_POINTS:
                     held[1][key] = base
-            return base.model_copy(update={"seed": seed})
-    return _apply(study, point)
+            return base, seed
+    at = _apply(study, point)
+    return at, at.seed
 
 
 def _apply(study: Study, point: dict[str, Any]) -> Study:

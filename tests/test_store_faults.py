@@ -100,6 +100,7 @@ def test_a_corrupt_shard_is_not_done_and_is_reported_everywhere(store, fault):
     path = st.shard(job)
     path.write_text(CORRUPT[fault](path.read_text()))
     assert not st.is_done(job) and st.shard_problem(job)
+    assert st.done_among(plan.jobs) == set(plan.jobs) - {job}  # one listing of the store, the same answer
     got = gather(plan, st)
     assert list(got.skipped) == [job] and got.ds.attrs["jobs_collected"] == 5
     report = verify_plan(plan, st)
@@ -206,6 +207,9 @@ def test_symbolic_links_in_the_store_are_never_followed(store, tmp_path):
     assert victim.read_text() == "precious\n"
     report = verify_plan(plan, st)
     assert {scratch, other} <= set(report.corrupt)
+    done = st.done_among(plan.jobs)
+    assert done == {j for j in plan.jobs if st.is_done(j)} and not done & {scratch, other}
+    assert Store(tmp_path / "nowhere").done_among(plan.jobs) == set()
 
 
 def test_files_follow_the_umask(store):
