@@ -24,17 +24,14 @@ class Job:
     (studyspec.spec.jobs: a TrainJob or a PathJob), ``key`` its dump without defaults, whose
     hash is ``id``, ``config`` job.json's config."""
 
-    __slots__ = ("id", "deps", "stage", "template", "values", "_spec", "_key", "_config")  # made when asked
+    __slots__ = ("id", "kind", "deps", "stage", "template", "values", "_spec", "_key", "_config")  # the last 3 made when asked
 
     def __init__(self, id: str, deps: tuple[str, ...], stage: int, template: "Template", values: tuple):
         self.id, self.deps, self.stage, self.template, self.values = id, deps, stage, template, values
+        self.kind = template.kind  # "train" or "path"
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, kind={self.kind!r}, stage={self.stage}, deps={self.deps!r})"
-
-    @property
-    def kind(self) -> str:  # "train" or "path"
-        return self.template.kind
 
     @property
     def spec(self) -> TrainJob | PathJob:
@@ -94,10 +91,18 @@ class Plan:
     def names(self) -> dict[str, list[str]]:
         """job id -> names_of(job id), for every job with a cell."""
         if getattr(self, "_names", (None, -1))[1] != len(self.cells):  # (re)index once, not per call
-            names: dict[str, set[str]] = {}
+            names: dict[str, list[str]] = {}
+            several = set()
             for c in self.cells:
-                names.setdefault(c.job, set()).add(c.name)
-            self._names = ({j: sorted(n) for j, n in names.items()}, len(self.cells))
+                held = names.get(c.job)
+                if held is None:
+                    names[c.job] = [c.name]
+                elif c.name not in held:
+                    held.append(c.name)
+                    several.add(c.job)
+            for j in several:
+                names[j].sort()
+            self._names = (names, len(self.cells))
         return self._names[0]
 
 

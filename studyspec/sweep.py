@@ -166,6 +166,8 @@ def check_sweep(spec) -> list[Problem]:
         if where[1] == "random":  # each distinct drawn value once
             values = list({repr(v): v for v in values}.values())
         for i, value in enumerate(values):
+            if i and axis == "seed" and type(value) is int and 0 <= value <= MAX_SEED:
+                continue  # apply() copies such a seed in unchecked: nothing to learn from each one
             try:
                 apply(study, {axis: value})
             except (KeyError, TypeError):

@@ -30,6 +30,7 @@ MAX_DEPTH = 64
 MAX_VALUES = 1_000_000  # values after alias expansion
 _CORE = "tag:yaml.org,2002:"
 _STR = _CORE + "str"
+_INT = _CORE + "int"
 _SCALARS = {_CORE + t for t in ("str", "int", "float", "bool", "null")}
 _BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
 
@@ -255,6 +256,9 @@ class _Builder:
             raise self._bad_tag(tag, event.start_mark)
         if tag == _STR:
             return event.value
+        text = event.value
+        if tag == _INT and 0 < len(text) < 19 and text.isascii() and text.isdigit() and (text[0] != "0" or text == "0"):
+            return int(text)  # a plain decimal (a long seed list): what the constructor gives, without it
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
             value = self.constructor.construct_object(node, deep=True)
