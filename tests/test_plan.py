@@ -106,3 +106,43 @@ def test_seed_offset_gives_a_run_its_own_seed_and_keeps_other_ids():
     # seed_offset: 0 is the default: ids as before (pinned above)
     explicit = plan_of(BASE + RUNS.replace("{regime: dense}", "{regime: dense, seed_offset: 0}"))
     assert {c.name: c.job for c in explicit.cells}["dense"] == "b806ca09ce2b9f6c"
+
+
+def test_each_id_is_the_hash_of_the_jobs_key_made_in_full():
+    """build() hashes each job's key as a template's JSON with the job's seed and referenced
+    ids filled in; that must be the hash of the job's key made in full, for references,
+    seed offsets, a run's own lr and steps, imp, and paths with ends at other seeds."""
+    from studyspec.hashing import job_id
+    from studyspec.spec.jobs import parse_job
+
+    runs = RUNS.replace("paths:", "  lottery_b: {regime: fixed_mask, mask: prune.final, init: prune.init, "
+                                  "seed_offset: 7, lr: 0.1, steps: 40}\n  imp: {regime: imp, rounds: 2}\npaths:")
+    p = plan_of(BASE + "sweep: {seed: [0, 1, 2], sparsity: [0.9, 0.95]}\n" + runs
+                + "  seeds: {kind: linear, from: {ref: scratch.final, at: {seed: 0}}, to: {ref: scratch.final, "
+                "at: {seed: 1}}}\n  half: {kind: linear, from: prune.init, to: {ref: prune.final, at: {seed: 2}}}\n")
+    assert len(p.jobs) == 6 * 5 + 3 + 6 + 2 + 6  # dense once per seed, `seeds` once per sparsity
+    for job in p.jobs.values():
+        assert job_id(job.key) == job.id
+        assert parse_job(job.config).model_dump(mode="json", by_alias=True) == job.config
+    lottery_b = [j for j in p.jobs.values() if p.names_of(j.id) == ["lottery_b"]]
+    assert {j.config["seed"] for j in lottery_b} == {7, 8, 9} and len(lottery_b) == 6
+
+
+def test_a_template_falls_back_to_full_keys_when_its_format_does_not_reproduce_them():
+    """A key that holds the template's stand-in text itself (here in a string of its own)
+    cannot be filled in: the check against the first job's full key catches it, and every
+    id is then the hash of the full key."""
+    from studyspec.hashing import job_id
+    from studyspec.plan import SEED, Template
+
+    def key(seed, ref):
+        return {"seed": seed, "note": SEED, "mask": {"job": ref}}
+
+    t = Template("train", ("prune",), key, spec=None)
+    values = [(0, "a" * 16), (1, "b" * 16), (2, "c" * 16)]
+    assert [t.job_id(v) for v in values] == [job_id(key(*v)) for v in values]
+    assert t.format is False
+    ok = Template("train", ("prune",), lambda seed, ref: {"seed": seed, "mask": {"job": ref, "artifact": "final"}}, None)
+    assert [ok.job_id(v) for v in values] == [job_id({"seed": s, "mask": {"job": r, "artifact": "final"}})
+                                             for s, r in values]
+    assert ok.format == '{{"mask":{{"artifact":"final","job":"{1}"}},"seed":{0}}}'
