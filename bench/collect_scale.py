@@ -35,10 +35,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studyspec.collect import INDEX_SUFFIX, RENAME, collect_to  # noqa: E402
+from studyspec.collect import INDEX_SUFFIX, collect_to  # noqa: E402
 from studyspec.load import loads  # noqa: E402
 from studyspec.plan import build  # noqa: E402
-from studyspec.store import Store, write_atomic  # noqa: E402
+from studyspec.store import SHARD_FORMAT, Store, write_atomic  # noqa: E402
 
 SPARSITIES = [0.8, 0.9, 0.95, 0.98]
 MACHINE = {"cpu": "AMD EPYC 7B13", "cpu_flags": "avx2 fma", "cpu_capability": "AVX2", "gpu": ""}
@@ -67,11 +67,12 @@ paths:
 def train_shard(job_id: str, rng: random.Random) -> dict:
     coord = list(range(0, 3001, 100))
     rec = {k: [rng.random() for _ in coord] for k in
-           ("train_loss", "train_acc", "test_loss", "test_acc", "sparsity", "grad_norm")}
+           ("train_loss", "train_acc", "test_loss", "test_acc", "weight_sparsity", "grad_norm")}
     scalars = {f"final_{k}": v[-1] for k, v in rec.items()}
     scalars.update(n_params=42310, n_prunable=42000, n_nonzero_prunable=2100, steps=3000)
     return {"dim": "step", "coord": coord, "vars": rec, "scalars": scalars, "job": job_id,
-            "seconds": 30 * rng.random(), "versions": {"torch": "2.14.1", "python": "3.11.2"}, "machine": MACHINE}
+            "seconds": 30 * rng.random(), "versions": {"torch": "2.14.1", "python": "3.11.2"}, "machine": MACHINE,
+            "format": SHARD_FORMAT}
 
 
 def path_shard(job_id: str, rng: random.Random) -> dict:
@@ -81,7 +82,8 @@ def path_shard(job_id: str, rng: random.Random) -> dict:
                "train_loss_to": rng.random(), "barrier_linear": rng.random(), "max_rise": rng.random(),
                "mean_loss": rng.random(), "length": 10 * rng.random(), "mask_sparsity": 0.95}
     return {"dim": "t", "coord": ts, "vars": rec, "scalars": scalars, "job": job_id,
-            "seconds": 3 * rng.random(), "versions": {"torch": "2.14.1", "python": "3.11.2"}, "machine": MACHINE}
+            "seconds": 3 * rng.random(), "versions": {"torch": "2.14.1", "python": "3.11.2"}, "machine": MACHINE,
+            "format": SHARD_FORMAT}
 
 
 def job_netcdf(plan, job, shard: dict, path: Path) -> None:
@@ -103,10 +105,10 @@ def job_netcdf(plan, job, shard: dict, path: Path) -> None:
             f.createVariable(d.name, "f8" if d.name == "sparsity" else "i8", (d.name,))[:] = \
                 [d.values[cell.index[d.name]][0]]
         for k, v in shard["vars"].items():
-            f.createVariable(prefix + RENAME.get(k, k), "f8", (*lead, curve_dim))[:] = \
+            f.createVariable(prefix + k, "f8", (*lead, curve_dim))[:] = \
                 np.asarray(v, dtype=float).reshape(*(1,) * len(lead), -1)
         for k, v in {**shard["scalars"], "seconds": shard["seconds"]}.items():
-            f.createVariable(prefix + RENAME.get(k, k), "f8", lead)[:] = float(v)
+            f.createVariable(prefix + k, "f8", lead)[:] = float(v)
         f.createVariable(f"{prefix or 'run_'}job_id", str, lead)[(0,) * len(lead)] = job.id
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from runners import artifacts, distributed
+from studyspec.store import current_name
 
 FILE = "resume.pt"
 
@@ -64,7 +65,8 @@ def restore(state: dict, ctx, sampler, regime) -> tuple[int, dict, list]:
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return int(state["step"]), {k: list(v) for k, v in state["rec"].items()}, list(state["coord"])
+    rec = {current_name(k): list(v) for k, v in state["rec"].items()}  # a checkpoint of older names
+    return int(state["step"]), rec, list(state["coord"])
 
 
 def remove(run_dir: Path) -> None:

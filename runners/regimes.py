@@ -31,6 +31,7 @@ from runners import artifacts, masks as M, models, optim, schedule
 from runners.registry import implements, lookup
 from studyspec.spec import regimes as spec
 from studyspec.spec.jobs import ArtifactRef, TrainJob
+from studyspec.store import current_name
 
 
 def derive_seed(seed: int, purpose: str) -> int:
@@ -205,7 +206,7 @@ class Imp(Regime):
 
     def load_state_dict(self, state):
         self.round, self.round_start = int(state["round"]), int(state["round_start"])
-        self.results = dict(state["results"])
+        self.results = {current_name(k): v for k, v in state["results"].items()}  # a checkpoint of older names
 
 
 class MaskedStart(Regime):

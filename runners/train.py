@@ -20,9 +20,10 @@ Conventions (see docs/internals.md for the config):
 - Masked training: before each optimizer step the gradients of pruned weights are
   zeroed, after it the mask is re-applied, so pruned weights stay exactly 0
   (as +0.0 or -0.0). The training loss uses ``label_smoothing``; the recorded losses do not.
-- Evaluation records train_loss/acc and test_loss/acc (full sets, eval mode), ``sparsity``
-  (fraction of zero prunable weights) and ``grad_norm``: the L2 norm of the gradient of
-  the full-training-set loss restricted to the mask (all of it for dense runs).
+- Evaluation records train_loss/acc and test_loss/acc (full sets, eval mode),
+  ``weight_sparsity`` (fraction of zero prunable weights; not ``sparsity``, the name of the
+  swept target) and ``grad_norm``: the L2 norm of the gradient of the full-training-set loss
+  restricted to the mask (all of it for dense runs).
 - Resume: see runners/checkpoint.py.
 - Several processes (a SLURM job with several tasks): each computes the gradient of its
   slice of the same global mini-batch, the gradients are summed over the processes right
@@ -152,7 +153,7 @@ def train(job: TrainJob | dict, run_dir: Path, inputs: dict[str, Path], cache_di
         # than masked_fill_ with a bool mask (the zeros it writes may be -0.0; still == 0).
         return None if ctx.masks is None else [(params[n], m.to(params[n].dtype)) for n, m in ctx.masks.items()]
 
-    rec = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "sparsity", "grad_norm")}
+    rec = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "weight_sparsity", "grad_norm")}
     if isinstance(regime, Imp):  # one entry per evaluation: the prune-rewind round
         rec["round"] = []
     coord: list[int] = []
@@ -183,7 +184,7 @@ def train(job: TrainJob | dict, run_dir: Path, inputs: dict[str, Path], cache_di
                 loss, acc = evaluate_shared(ctx.model, eval_test)
                 rec["test_loss"].append(loss)
                 rec["test_acc"].append(acc)
-                rec["sparsity"].append(M.sparsity(ctx.model))
+                rec["weight_sparsity"].append(M.sparsity(ctx.model))
                 rec["grad_norm"].append(grad_norm)
                 if "round" in rec:
                     rec["round"].append(float(r))

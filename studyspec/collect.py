@@ -41,7 +41,6 @@ ATTRS = {
     "mask_updates": ("number of dynamic sparse (rigl/set) mask updates", "1"),
     "small_dense_params": ("parameters of the small_dense model", "1"),
     "small_dense_target": ("non-zeros of the sparse model that small_dense matches", "1"),
-    "sparsity": ("fraction of prunable weights equal to zero", "1"),
     "n_params": ("number of parameters", "1"),
     "n_prunable": ("number of prunable weights", "1"),
     "n_nonzero_prunable": ("number of non-zero prunable weights", "1"),
@@ -55,7 +54,6 @@ ATTRS = {
     "curve_loss": ("mean mini-batch training loss of the curve over the last 10% of its training", "nats"),
     "mask_sparsity": ("fraction of prunable weights held at zero along the path (its mask)", "1"),
 }
-RENAME = {"sparsity": "weight_sparsity"}  # a measured quantity vs the swept target
 FLAGS = {"monotone"}  # 0/1 quantities, stored as int8 (also any scalar a shard gives as a bool)
 KINDS = (("train", "run", "step", ""), ("path", "path", "t", "path_"))  # kind, name dim, curve dim, prefix
 INDEX_SUFFIX = ".index.json"
@@ -83,9 +81,10 @@ def _stamp(store: Store, job_id: str) -> list[int] | None:
 
 
 def var_name(prefix: str, var: str, taken) -> str:
-    """The dataset name of a shard variable: prefixed, renamed (RENAME), and suffixed with
-    `_measured` where it would collide with a coordinate (a job's `steps` when train.steps is swept)."""
-    name = prefix + RENAME.get(var, var)
+    """The dataset name of a shard variable: prefixed, and suffixed with `_measured` where it
+    would collide with a coordinate (a job's `steps` when train.steps is swept). Shards come in
+    the current format (Store.read_shard), so an older shard's `sparsity` is `weight_sparsity`."""
+    name = prefix + var
     return name + "_measured" if name in taken else name
 
 
@@ -94,7 +93,7 @@ class _Index:
     references into two tables of distinct values (coordinate lists; versions, machine and
     flags), so that 10^4 jobs sharing one grid and one machine make a small file."""
 
-    FORMAT = 2
+    FORMAT = 3  # 3: shard format 2's names (final_weight_sparsity); an older index means a full read
 
     def __init__(self, collect_id: str = ""):
         self.collect_id = collect_id
@@ -397,10 +396,9 @@ def _library_versions() -> dict[str, str]:
             "netCDF4_version": netCDF4.__version__, "netcdf_library_version": netCDF4.__netcdf4libversion__}
 
 
-def _attrs(var: str, kind: str, scalar: bool = False) -> dict:
+def _attrs(name: str, kind: str, scalar: bool = False) -> dict:
     """CF attributes of a variable. A loss is dimensionless for CF (units "1", as UDUNITS has no
     nats); that it is in nats (natural-log cross-entropy) is said in its long_name."""
-    name = RENAME.get(var, var)
     if name in ATTRS:
         long_name, units = ATTRS[name]
     elif name.startswith("final_") and name[6:] in ATTRS:

@@ -23,6 +23,14 @@ WORKER = "runners.worker"
 SHARD_MAX_BYTES = 256 << 20  # a shard larger than this is not one a job wrote
 ARTIFACT = re.compile(r"(init|final|mask|step_\d{1,9})\.pt")  # files other jobs read: hashed in the shard
 HASH = re.compile(r"[0-9a-f]{64}")
+# The shard's layout, written as its `format`; a shard without one is format 1. Format 2: a
+# train job's measured sparsity is the curve `weight_sparsity`, and the scalars taken from it
+# `final_weight_sparsity` (imp: `round<r>_weight_sparsity`); format 1 called them `sparsity`,
+# `final_sparsity`, `round<r>_sparsity` (`sparsity` is also the swept target's name).
+# read_shard gives every shard in the current format (upgrade_shard).
+SHARD_FORMAT = 2
+SHARD_RENAMED = {1: {"sparsity": "weight_sparsity"}}  # format -> {old curve name: its name in the next}
+_OF_A_CURVE = re.compile(r"(final|round\d+)_(.+)")  # a scalar named after a curve: its last value (of a round)
 
 
 class StoreError(Exception):
@@ -97,12 +105,46 @@ def check_shard(shard, job_id: str) -> None:
         raise StoreError("has `scalars` that are not numbers")
     if "seconds" in shard and not _number(shard["seconds"]):
         raise StoreError("has `seconds` that is not a number")
+    fmt = shard.get("format", 1)
+    if not (isinstance(fmt, int) and not isinstance(fmt, bool) and 1 <= fmt <= SHARD_FORMAT):
+        raise StoreError(f"has format {str(fmt)[:20]}; this studyspec reads shard formats 1 to {SHARD_FORMAT}")
     if "dim" in shard and shard["dim"] not in ("step", "t"):
         raise StoreError(f"has an unknown dimension {str(shard['dim'])[:20]!r}")
     hashes = shard.get("artifacts", {})
     if not isinstance(hashes, dict) or not all(isinstance(k, str) and ARTIFACT.fullmatch(k) and isinstance(v, str)
                                                and HASH.fullmatch(v) for k, v in hashes.items()):
         raise StoreError("has malformed artifact hashes")
+
+
+def current_name(name: str, fmt: int = 1) -> str:
+    """The name in the current shard format (SHARD_FORMAT) of a curve, or of a scalar taken
+    from one (`final_<curve>`, `round<r>_<curve>`), that format `fmt` called `name`. Also
+    for the runners' resume checkpoints, which hold the same names."""
+    for old in range(fmt, SHARD_FORMAT):
+        renamed = SHARD_RENAMED.get(old, {})
+        of_curve = _OF_A_CURVE.fullmatch(name)
+        if name in renamed:
+            name = renamed[name]
+        elif of_curve and of_curve[2] in renamed:
+            name = f"{of_curve[1]}_{renamed[of_curve[2]]}"
+    return name
+
+
+def upgrade_shard(shard: dict) -> dict:
+    """A checked shard in the current format (SHARD_FORMAT): curves and scalars an older
+    format named otherwise take their current names (current_name)."""
+    fmt = shard.get("format", 1)
+    if fmt == SHARD_FORMAT:
+        return shard
+    out = dict(shard, format=SHARD_FORMAT)
+    for part in ("vars", "scalars"):
+        old = shard.get(part, {})
+        out[part] = {current_name(k, fmt): v for k, v in old.items()}
+        if len(out[part]) != len(old):
+            both = sorted(k for k in old if current_name(k, fmt) != k and current_name(k, fmt) in old)
+            raise StoreError(f"has both a format-{fmt} name and its new one in `{part}`: "
+                             + ", ".join(f"{k}, {current_name(k, fmt)}" for k in both))
+    return out
 
 
 class Store:
@@ -151,8 +193,9 @@ class Store:
         return path
 
     def read_shard(self, job_id: str) -> dict:
-        """The job's shard, checked (check_shard); FileNotFoundError if there is none, StoreError
-        (naming the file and what is wrong) if it is not one the job wrote."""
+        """The job's shard, checked (check_shard) and in the current format (upgrade_shard);
+        FileNotFoundError if there is none, StoreError (naming the file and what is wrong) if it
+        is not one the job wrote."""
         path = self.shard(job_id)
         self.check_dir(job_id)
         data = read_nofollow(path, SHARD_MAX_BYTES)
@@ -162,9 +205,9 @@ class Store:
             raise StoreError(f"{path}: not valid JSON ({str(e)[:80]})") from None
         try:
             check_shard(shard, job_id)
+            return upgrade_shard(shard)
         except StoreError as e:
             raise StoreError(f"{path}: {e}") from None
-        return shard
 
     def shard_problem(self, job_id: str) -> str | None:
         """Why the job's shard does not make it done ("" if there is none), or None if it is valid.
@@ -235,7 +278,7 @@ class Store:
 
     def write_shard(self, job_id: str, metrics: dict) -> None:
         """Write the shard last, with the hashes of the job's artifacts and the launch that ran it."""
-        metrics = dict(metrics, artifacts=self.hash_artifacts(job_id))
+        metrics = dict(metrics, format=SHARD_FORMAT, artifacts=self.hash_artifacts(job_id))
         if os.environ.get("STUDYSPEC_LAUNCH"):
             metrics["launch"] = os.environ["STUDYSPEC_LAUNCH"]
         check_shard(json.loads(json.dumps(metrics)), job_id)

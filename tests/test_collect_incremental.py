@@ -30,9 +30,17 @@ def shard(job, i: int) -> dict:
     rng = np.random.default_rng(i)
     if job.kind == "train":
         coord = [0, 10, 20, 30, 40] if i % 6 == 3 else [0, 20, 40]  # a finer grid only among the later jobs
+        sparsity = rng.random(len(coord)).tolist()
         out = {"dim": "step", "coord": coord,
-               "vars": {"train_loss": rng.random(len(coord)).tolist(), "sparsity": rng.random(len(coord)).tolist()},
-               "scalars": {"final_train_loss": float(rng.random()), "steps": 40}}
+               "vars": {"train_loss": rng.random(len(coord)).tolist(), "weight_sparsity": sparsity},
+               "scalars": {"final_train_loss": float(rng.random()), "final_weight_sparsity": sparsity[-1],
+                           "steps": 40}, "format": 2}
+        if i % 2:
+            out["scalars"]["round1_weight_sparsity"] = sparsity[1]  # as imp records each round's end
+        if i % 3 == 0:  # as an older version wrote it (shard format 1): the same quantities, other names
+            out = json.loads(json.dumps(out).replace('"weight_sparsity"', '"sparsity"')
+                             .replace('_weight_sparsity"', '_sparsity"'))
+            del out["format"]
         if i % 2:
             out["scalars"]["mask_updates"] = i  # only some jobs have it
     else:
@@ -88,3 +96,44 @@ def test_incremental_equals_full(tmp_path):
     # the written index is small: one coordinate list per distinct grid, not one per job
     index = json.loads(nc.with_name(nc.name + INDEX_SUFFIX).read_text())
     assert len(index["coords"]) == 3 and len(index["jobs"]) == len(ids)
+
+
+def test_a_shard_of_the_older_format_collects_under_the_new_names(tmp_path):
+    """Shards without `format` (format 1) named the measured sparsity `sparsity`, the name of
+    the swept target; they collect into weight_sparsity and final_weight_sparsity beside
+    format-2 shards, and an index of the format before (2) is not trusted (a full read)."""
+    plan = build(loads(SPEC).study)
+    store = Store(tmp_path / "store")
+    written = {}
+    for i, jid in enumerate(plan.jobs):
+        written[jid] = shard(plan.jobs[jid], i)
+        write_atomic(store.shard(jid), json.dumps(written[jid]))
+    old = [j for j, s in written.items() if s["dim"] == "step" and "sparsity" in s["vars"]]
+    new = [j for j, s in written.items() if s["dim"] == "step" and "weight_sparsity" in s["vars"]]
+    assert old and new
+    assert store.read_shard(old[0])["vars"].keys() == {"train_loss", "weight_sparsity"}
+    nc = tmp_path / "inc.nc"
+    ds = collect_to(plan, store, nc).ds
+    assert not [v for v in ds.variables if "sparsity" in v and "weight_sparsity" not in v and v != "sparsity"]
+    assert ds["sparsity"].dims == ("sparsity",)  # only the swept coordinate
+    for jid in old + new:
+        cell = next(c for c in plan.cells if c.job == jid)
+        at = {"run": cell.name, **{d: ds[d].values[k] for d, k in cell.index.items()}}
+        vars_ = written[jid]["vars"]
+        want = vars_.get("sparsity", vars_.get("weight_sparsity"))
+        got = ds["weight_sparsity"].sel(at).sel(step=written[jid]["coord"]).values
+        assert got.tolist() == want, jid
+        assert ds["final_weight_sparsity"].sel(at).item() == want[-1], jid
+        round1 = ds["round1_weight_sparsity"].sel(at).item()
+        if any(k.startswith("round1_") for k in written[jid]["scalars"]):
+            assert round1 == want[1], jid
+        else:
+            assert np.isnan(round1), jid
+    assert any("round1_sparsity" in written[j]["scalars"] for j in old)
+
+    index = nc.with_name(nc.name + INDEX_SUFFIX)
+    meta = json.loads(index.read_text())
+    assert meta["format"] == 3
+    index.write_text(json.dumps({**meta, "format": 2}))  # as the version before wrote it
+    again = collect_to(plan, store, nc)
+    assert not again.reused and sorted(again.read) == sorted(plan.jobs)

@@ -116,7 +116,7 @@ def test_two_processes_train_like_one(regime, tmp_path):
     assert sb["tasks"] == 2 and sa["coord"] == sb["coord"] == [0, 20, 40, 60]
     if regime == "rigl":
         assert sa["scalars"]["mask_updates"] == sb["scalars"]["mask_updates"] == 4  # at steps 10, 20, 30, 40
-    for var in ("train_loss", "test_acc", "sparsity"):
+    for var in ("train_loss", "test_acc", "weight_sparsity"):
         assert torch.allclose(torch.tensor(sa["vars"][var]), torch.tensor(sb["vars"][var]), atol=1e-4), var
     assert sorted(p.name for p in two.iterdir()) == ["environment.json", "final.pt", "init.pt", "job.json", "lock",
                                                      "mask.pt", "shard.json"]

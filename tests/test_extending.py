@@ -154,12 +154,12 @@ def test_a_toy_regime_through_the_spec_and_the_registry(tmp_path, cache):
         impls = registry.registered()
         assert (Toy, None) in [m for ms in registry.members().values() for m in ms] and impls[(Toy, None)] is ToyRunner
         out = job.run({"id": toy.id, "kind": "train", "config": toy.config}, tmp_path / toy.id, {}, cache)
-        assert out["scalars"]["final_sparsity"] == pytest.approx(0.7, abs=0.01)
+        assert out["scalars"]["final_weight_sparsity"] == pytest.approx(0.7, abs=0.01)
         assert (tmp_path / toy.id / "mask.pt").exists()  # has_mask: a scratch run can take its mask
         sc = cells["scratch"]
         out = job.run({"id": sc.id, "kind": "train", "config": sc.config}, tmp_path / sc.id,
                       {toy.id: tmp_path / toy.id}, cache)
-        assert out["scalars"]["final_sparsity"] == pytest.approx(0.7, abs=0.01)
+        assert out["scalars"]["final_weight_sparsity"] == pytest.approx(0.7, abs=0.01)
     finally:
         jobs.remove_regime(Toy)
         registry.unregister(Toy)

@@ -508,7 +508,7 @@ def test_training_and_paths_on_streamed_imagenet(imagenet_root, cache, tmp_path)
     assert all(float(v * 6).is_integer() for v in a["vars"]["train_acc"])  # 6 train examples evaluated
     assert all(float(v * 9).is_integer() for v in a["vars"]["test_acc"])  # the 9 of val/
     assert all(v > 0 for v in a["vars"]["grad_norm"])
-    assert a["scalars"]["final_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert a["scalars"]["final_weight_sparsity"] == pytest.approx(0.5, abs=0.01)
     # resume: the checkpoint of step 4 (kept by a no-op remove) finishes the run identically
     from runners import checkpoint
 

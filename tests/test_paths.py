@@ -87,7 +87,7 @@ def test_linear_endpoints_reproduce_runs_exactly(runs, cache):
     # a dense endpoint under the default (shared) mask is pruned to prune's mask ...
     m = run_path(root, cache, "lin_shared", {"kind": "linear", "from": ref("dense"), "to": ref("prune"), "points": 3})
     assert m["vars"]["train_loss"][0] != out["dense"]["scalars"]["final_train_loss"]
-    assert m["scalars"]["mask_sparsity"] == pytest.approx(out["prune"]["scalars"]["final_sparsity"])
+    assert m["scalars"]["mask_sparsity"] == pytest.approx(out["prune"]["scalars"]["final_weight_sparsity"])
     # ... and reproduced exactly under `union` or `none`
     for policy in ("union", "none"):
         m = run_path(root, cache, f"lin_{policy}", {"kind": "linear", "from": ref("dense"), "to": ref("prune"),

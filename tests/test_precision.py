@@ -50,7 +50,7 @@ def test_fp16_with_scaler_keeps_masks_and_trains(tmp_path, cache):
              "schedule": {"initial": 0.0, "begin": 0.2, "end": 0.6, "every": 10}}
     out = run(tmp_path, cache, "fp16", regime=prune, precision="fp16", checkpoint_every=50)
     assert out["scalars"]["final_train_loss"] < 1.0
-    assert out["scalars"]["final_sparsity"] == pytest.approx(0.9, abs=0.01)
+    assert out["scalars"]["final_weight_sparsity"] == pytest.approx(0.9, abs=0.01)
     final = torch.load(tmp_path / "fp16" / "final.pt", weights_only=True)
     mask = M.load(tmp_path / "fp16" / "mask.pt")
     for name, m in mask.items():

@@ -96,7 +96,7 @@ def test_mask_sparsity_and_zeros_stay_zero(runs, name):
     final = load(root, name, "final.pt")
     for k, m in mask.items():
         assert (final[k][~m] == 0).all(), (name, k)
-    assert out[name]["scalars"]["final_sparsity"] >= SPARSITY - 1e-3
+    assert out[name]["scalars"]["final_weight_sparsity"] >= SPARSITY - 1e-3
     # fixed masks: every kept checkpoint of training is zero outside the mask
     fixed = REGIMES[name]["regime"] == "fixed_mask"
     for step in KEPT if fixed else []:
@@ -104,7 +104,7 @@ def test_mask_sparsity_and_zeros_stay_zero(runs, name):
         for k, m in mask.items():
             assert (sd[k][~m] == 0).all(), (name, step, k)
     # the recorded sparsity never drops below the target once reached
-    sp = out[name]["vars"]["sparsity"]
+    sp = out[name]["vars"]["weight_sparsity"]
     first = next(i for i, s in enumerate(sp) if s >= SPARSITY - 1e-3)
     assert all(s >= SPARSITY - 1e-3 for s in sp[first:]), (name, sp)
 
@@ -138,7 +138,7 @@ def test_lottery_rewinding_continue_and_shuffle(runs):
 
 def test_oneshot_global_prunes_once_at_begin(runs):
     _, out = runs
-    sp = dict(zip(out["oneshot_global"]["coord"], out["oneshot_global"]["vars"]["sparsity"]))
+    sp = dict(zip(out["oneshot_global"]["coord"], out["oneshot_global"]["vars"]["weight_sparsity"]))
     assert sp[0] == 0.0 and sp[10] >= SPARSITY - 1e-3  # begin = end = step 10: pruned once, before the eval at 10
     root, _ = runs
     mask = load(root, "oneshot_global", "mask.pt")
@@ -155,7 +155,7 @@ def test_imp_rounds_and_rewind(runs):
     f = m["scalars"]["fraction_per_round"]
     assert 1 - (1 - f) ** 2 == pytest.approx(SPARSITY)
     for r, target in ((0, 0.0), (1, f), (2, SPARSITY)):
-        assert m["scalars"][f"round{r}_sparsity"] == pytest.approx(target, abs=2e-3), r
+        assert m["scalars"][f"round{r}_weight_sparsity"] == pytest.approx(target, abs=2e-3), r
     assert sorted(set(m["vars"]["round"])) == [0.0, 1.0, 2.0]
     # the ticket is the init restricted to the final mask; rewind.pt holds step 5 of round 0
     assert (root / "imp" / "rewind.pt").exists()
@@ -198,7 +198,7 @@ def test_small_dense_matches_parameter_count(runs):
     s = out["small_dense"]["scalars"]
     assert s["n_params"] == s["small_dense_params"]
     assert abs(s["small_dense_params"] - s["small_dense_target"]) <= 0.01 * s["small_dense_target"]
-    assert s["final_sparsity"] < 0.05
+    assert s["final_weight_sparsity"] < 0.05
     for sparsity, hidden in ((0.9, [300, 100]), (0.95, [300, 100]), (0.98, [300, 100]), (0.5, [128, 64])):
         ws, n, target = regimes.small_dense_widths({"arch": "mlp", "hidden": hidden}, sparsity, (40,), 10)
         assert abs(n - target) <= 0.01 * target, (sparsity, hidden, n, target)

@@ -114,3 +114,31 @@ def test_stale_checkpoint_of_another_config_is_ignored(tmp_path):
     m = job.run({"id": "y", "kind": "train", "config": cfg}, run_dir, {}, cache)
     ref = job.run({"id": "z", "kind": "train", "config": cfg}, tmp_path / "ref", {}, cache)
     assert m == ref
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_checkpoint_of_the_older_names_resumes(tmp_path, monkeypatch, case):
+    """A resume checkpoint written before the measured sparsity was named weight_sparsity
+    (shard format 1: `sparsity`, imp's `round<r>_sparsity`) resumes, and the job ends as an
+    uninterrupted run does."""
+    j = the_job(case)
+    cfg = json.loads(json.dumps(j.config))
+    cfg["train"].update(steps=60, checkpoint_every=20, eval_every=20, checkpoints=[])
+    if case == "imp":
+        cfg["regime"].update(rounds=1, rewind=20)  # 60 + 40 steps: round 0 ends before the last checkpoint (80)
+    cache = tmp_path / "cache"
+    ref = job.run({"id": "z", "kind": "train", "config": cfg}, tmp_path / "ref", {}, cache)
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "remove", lambda run_dir: None)  # keep the last checkpoint (step 40)
+        job.run({"id": "y", "kind": "train", "config": cfg}, run_dir, {}, cache)
+    state = torch.load(run_dir / checkpoint.FILE, weights_only=False)
+    assert state["step"] == ref["coord"][-2] and "weight_sparsity" in state["rec"]
+    state["rec"]["sparsity"] = state["rec"].pop("weight_sparsity")  # as the older version wrote it
+    if case == "imp":
+        results = state["regime"]["results"]
+        results["round0_sparsity"] = results.pop("round0_weight_sparsity")
+    torch.save(state, run_dir / checkpoint.FILE)
+    again = job.run({"id": "y", "kind": "train", "config": cfg}, run_dir, {}, cache)
+    assert not (run_dir / checkpoint.FILE).exists()
+    assert again == ref and "sparsity" not in again["vars"]

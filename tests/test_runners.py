@@ -141,7 +141,7 @@ def test_metrics_shape(runs):
     assert m["dim"] == "step" and m["coord"] == list(range(0, STEPS + 1, 10))
     for v in m["vars"].values():
         assert len(v) == len(m["coord"]) and all(isinstance(a, float) for a in v)
-    assert m["vars"]["sparsity"][0] == 0.0  # pruning starts at step 12
+    assert m["vars"]["weight_sparsity"][0] == 0.0  # pruning starts at step 12
     assert m["vars"]["train_loss"][-1] < m["vars"]["train_loss"][0]
 
 
@@ -152,7 +152,7 @@ def test_prune_reaches_target_and_zeros_stay_zero(runs):
         assert int((~m).sum()) == m.numel() - round(0.1 * m.numel())
     target = M.sparsity(None, mask)
     # after the last update (step 36) the recorded sparsity is the target at every eval
-    sp = dict(zip(out["prune"]["coord"], out["prune"]["vars"]["sparsity"]))
+    sp = dict(zip(out["prune"]["coord"], out["prune"]["vars"]["weight_sparsity"]))
     assert all(sp[t] == pytest.approx(target, abs=1e-6) for t in (40, 50, 60))
     for f in ("step_40.pt", "step_50.pt", "final.pt"):
         sd = load(root, "prune", f)
@@ -170,7 +170,7 @@ def test_fixed_mask_zeros_stay_zero(runs):
             sd = load(root, run, f)
             for name, m in mask.items():
                 assert (sd[name][~m] == 0).all(), (run, f, name)
-        assert min(out[run]["vars"]["sparsity"]) >= M.sparsity(None, mask) - 1e-9
+        assert min(out[run]["vars"]["weight_sparsity"]) >= M.sparsity(None, mask) - 1e-9
 
 
 def test_lottery_starts_from_prune_init_scratch_does_not(runs):

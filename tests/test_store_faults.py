@@ -90,6 +90,10 @@ CORRUPT = {
     "coord-twice": lambda text: json.dumps({"coord": [0, 0], "vars": {"train_loss": [1.0, 2.0]}}),
     "strings": lambda text: json.dumps({"coord": [0], "vars": {"train_loss": ["low"]}}),
     "another-job": lambda text: json.dumps({**json.loads(text), "job": "0123456789abcdef"}),
+    "newer-format": lambda text: json.dumps({**json.loads(text), "format": 3}),
+    "format-not-a-number": lambda text: json.dumps({**json.loads(text), "format": "2"}),
+    "old-and-new-names": lambda text: json.dumps({**(s := json.loads(text)), "format": 1,
+                                                  "vars": {**s["vars"], "sparsity": s["vars"]["weight_sparsity"]}}),
 }
 
 
