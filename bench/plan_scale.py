@@ -1,9 +1,10 @@
 """Planning at scale (issue 14, target 1): `studyspec plan` of 10^4 and 10^5 jobs and
 `studyspec validate` of a 10^5-point sweep, each a whole command in a fresh process
 (wall, CPU, peak memory), side by side in one run; --profile prints where build() spends
-its time (cProfile, in-process).
+its time (cProfile, in-process), --profile-command where the whole `studyspec plan` command
+does (cProfile of a fresh process: imports, load and checks, build, table, estimate).
 
-    .venv/bin/python bench/plan_scale.py [--sizes 10000 100000] [--profile 10000]
+    .venv/bin/python bench/plan_scale.py [--sizes 10000 100000] [--profile 10000] [--profile-command 100000]
 
 The study: one dense run and one prune run per sweep point (seed x sparsity), so N jobs
 need N / 2 points; launch.max_jobs is raised to fit.
@@ -63,9 +64,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--profile", type=int, default=0, help="profile build() of a plan of this many jobs")
+    ap.add_argument("--profile-command", type=int, default=0,
+                    help="profile the whole `studyspec plan` command of a plan of this many jobs")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-plan-"))
     print(f"uptime: {os.popen('uptime').read().strip()}")
+    if args.profile_command:
+        spec, out = tmp / "profiled.yaml", tmp / "plan.prof"
+        spec.write_text(spec_text(args.profile_command))
+        subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "studyspec", "plan", str(spec),
+                        "--store", str(tmp / "store"), "--no-data-check"], cwd=ROOT, check=True, capture_output=True)
+        for order in ("cumulative", "tottime"):
+            pstats.Stats(str(out)).sort_stats(order).print_stats(25)
+        return
     if args.profile:
         from studyspec.load import loads
         from studyspec.plan import build

@@ -229,6 +229,20 @@ def _path_template(at: Study, name: str, keys) -> Template:
     return Template("path", names, key, spec)
 
 
+def _ends(path, ds: list[Dim], position: dict[str, int]) -> tuple[list, int | None]:
+    """Where a path's ends lie: [(run, [(dim position, coordinate)...]) per end: the
+    coordinates its `at` moves it to], and the seed of the path job when both ends are at
+    given seeds (the seed control: one job, not one per seed of the sweep), else None."""
+    ats = path.ats()
+    ends = []
+    for f, ref in path.refs().items():
+        moves = [(position[dim_name], [v[0] for v in ds[position[dim_name]].values].index(value))
+                 for dim_name, value in ats.get(f, {}).items()]
+        ends.append((split_ref(ref)[0], moves))
+    pins = [ats.get(f, {}) for f in path.refs()]
+    return ends, (pins[0]["seed"] if all("seed" in pin for pin in pins) else None)
+
+
 _HELD = 4096  # studies (with their templates) kept while planning, at most
 
 
@@ -257,11 +271,13 @@ def build(study: Study) -> Plan:
         return point
 
     def templates_of(at: Study) -> dict:
+        """The templates of the study at a point: for its runs, a list in run order; for its
+        paths, a dict made as they are planned."""
         got = held.get(id(at))
         if got is None or got[0] is not at:
             if len(held) >= _HELD:
                 held.clear()
-            got = held[id(at)] = (at, {})
+            got = held[id(at)] = (at, ([(name, _train_template(at, name, keys)) for name in order], {}))
         return got[1]
 
     with_paths = bool(study.paths)
@@ -284,12 +300,9 @@ def build(study: Study) -> Plan:
         if got is None:
             at, seed = split(study, point_at(combo))
             got = (at, templates_of(at))
-        at, templates = got
+        at, (runs, path_templates) = got
         ids: dict[str, str] = {}
-        for name in order:  # the hot loop of planning: a few microseconds per job
-            t = templates.get(name)
-            if t is None:
-                t = templates[name] = _train_template(at, name, keys)
+        for name, t in runs:  # the hot loop of planning: a few microseconds per job
             if t.names:
                 run_ids = tuple(map(ids.__getitem__, t.names))
                 values = (seed + t.offset, *run_ids)  # the runner sees one plain seed
@@ -306,24 +319,24 @@ def build(study: Study) -> Plan:
             cells_append(Cell("train", name, index, jid))
         if with_paths:
             ids_at[combo] = ids
-            deferred.append((combo, index, at, seed, templates))
+            deferred.append((combo, index, at, seed, path_templates))
     position = {n: i for i, n in enumerate(names)}
     for combo, index, at, seed, templates in deferred:
-        for name, path in at.paths.items():
-            t = templates.get(("path", name))
+        for name in at.paths:
+            t = templates.get(name)
             if t is None:
-                t = templates[("path", name)] = _path_template(at, name, keys)
-            ats = path.ats()
+                t = templates[name] = _path_template(at, name, keys)
+            ends, pinned = t.memo("ends", lambda: _ends(at.paths[name], ds, position))
             end_ids = []  # the job id of each end's run, at its sweep point
-            for f, ref in path.refs().items():
-                end = list(combo)
-                for dim_name, value in ats.get(f, {}).items():
-                    d = ds[position[dim_name]]
-                    end[position[dim_name]] = [v[0] for v in d.values].index(value)
-                end_ids.append(ids_at[tuple(end)][split_ref(ref)[0]])
-            pins = [ats.get(f, {}) for f in path.refs()]
-            # both ends at given seeds (the seed control): one job, not one per seed of the sweep
-            values = (pins[0]["seed"] if all("seed" in pin for pin in pins) else seed, *end_ids)
+            for run, moves in ends:
+                end = combo
+                if moves:
+                    end = list(combo)
+                    for i, coordinate in moves:
+                        end[i] = coordinate
+                    end = tuple(end)
+                end_ids.append(ids_at[end][run])
+            values = (seed if pinned is None else pinned, *end_ids)
             jid = t.job_id(values)
             if jid not in jobs_:
                 deps = tuple(dict.fromkeys(end_ids))
