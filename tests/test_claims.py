@@ -36,6 +36,9 @@ def error_of(text: str) -> str:
      r"claims.c.a: no run named 'scrach' .*\n  hint: did you mean 'scratch'\?"),
     ("{kind: barrier, path: lin}", r"claims.c.path: no path named 'lin' \(paths: line\)\n  hint: did you mean 'line'"),
     ("{kind: barrier, path: prune}", r"claims.c.path: 'prune' is a run, not a path"),
+    ("{kind: compare, metric: final_train_loss, a: line, b: prune, direction: greater}",
+     r"claims.c.a: 'line' is a path, not a run\n  hint: compare paths with `kind: relation`"),
+    ("{kind: barrier, path: zzz}", r"claims.c.path: no path named 'zzz' \(paths: line\)\n  hint: name a path under `paths:`"),
     ("{kind: compare, metric: barrier, a: scratch, b: prune, direction: greater}",
      r"claims.c.metric: 'barrier' is a path summary.*\n  hint: use `kind: relation`"),
     ("{kind: relation, metric: final_test_acc, a: line, b: line, direction: less}",
@@ -56,6 +59,12 @@ def test_bad_claims_are_located(claim, expected):
 
     msg = error_of(BASE + RUNS + "claims:\n  c: " + claim + "\n")
     assert re.search(r"^s.yaml:\d+:\d+: " + expected, msg, re.M | re.S), msg
+
+
+def test_a_claim_on_a_path_of_a_study_without_paths():
+    runs = RUNS[:RUNS.index("paths:")]
+    msg = error_of(BASE + runs + "claims:\n  c: {kind: barrier, path: line}\n")
+    assert "claims.c.path: no path named 'line' (this study has no paths)\n  hint: name a path under `paths:`" in msg, msg
 
 
 def test_adaptive_seeds_need_claims_and_no_seed_sweep():

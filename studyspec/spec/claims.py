@@ -210,37 +210,33 @@ class Seeds(Strict):
         return out
 
 
+def _unknown(spec, at: tuple, value: str, kind: str, names, other: str, others, hint: str) -> list:
+    """[] when `value` names one of the study's `kind`s (`names`), else the problem: it names
+    one of the `other`s (`hint` says what to use instead), or nothing (the closest name)."""
+    from ..errors import closest
+
+    if value in names:
+        return []
+    if value in others:
+        return [spec.problem(at, f"{value!r} is a {other}, not a {kind}", hint)]
+    guess = closest(value, list(names))
+    listed = f" ({kind}s: {', '.join(names)})" if names else f" (this study has no {kind}s)"
+    return [spec.problem(at, f"no {kind} named {value!r}{listed}",
+                         f"did you mean {guess!r}?" if guess else f"name a {kind} under `{kind}s:`")]
+
+
 def check_claims(spec) -> list:
     """Claims against the rest of the study: runs and paths that exist, metrics of the right
     kind, t-ranges inside the path, adaptive seeds with claims and without a seed sweep."""
-    from ..errors import closest
-
     study = spec.study
     out = []
-    runs, paths = list(study.runs), list(study.paths)
     for name, claim in study.claims.items():
         for f in claim.runs_used:
-            run = getattr(claim, f)
-            if run not in study.runs:
-                if run in study.paths:
-                    out.append(spec.problem(("claims", name, f), f"{run!r} is a path, not a run",
-                                            "compare paths with `kind: relation`"))
-                    continue
-                guess = closest(run, runs)
-                out.append(spec.problem(("claims", name, f), f"no run named {run!r} (runs: {', '.join(runs)})",
-                                        f"did you mean {guess!r}?" if guess else "name a run under `runs:`"))
+            out += _unknown(spec, ("claims", name, f), getattr(claim, f), "run", study.runs, "path", study.paths,
+                            "compare paths with `kind: relation`")
         for f in claim.paths_used:
-            path = getattr(claim, f)
-            if path not in study.paths:
-                if path in study.runs:
-                    out.append(spec.problem(("claims", name, f), f"{path!r} is a run, not a path",
-                                            "compare runs with `kind: compare`"))
-                    continue
-                guess = closest(path, paths)
-                out.append(spec.problem(
-                    ("claims", name, f), f"no path named {path!r}" + (f" (paths: {', '.join(paths)})" if paths else
-                                                                      " (this study has no paths)"),
-                    f"did you mean {guess!r}?" if guess else "name a path under `paths:`"))
+            out += _unknown(spec, ("claims", name, f), getattr(claim, f), "path", study.paths, "run", study.runs,
+                            "compare runs with `kind: compare`")
         metric = getattr(claim, "metric", None)
         if claim.kind == "compare" and metric not in RUN_METRICS:
             out.append(_metric_problem(spec, name, metric, RUN_METRICS, PATH_METRICS, "path summary", "relation"))
