@@ -41,3 +41,22 @@ def test_typed_jobs_find_the_implementation_of_their_spec_class():
     assert paths.curve_of(pc).n_points == 5
     with pytest.raises(ValueError, match="no runner implementation"):
         registry.lookup(object())
+
+
+def test_executor_names_agree():
+    """An executor is named in three places (docs/extending.md, "A new executor"): the spec's
+    launch.executor, the command line's --executor choices and studyspec.executors.NAMES;
+    create() gives each name its executor."""
+    import typing
+
+    from studyspec import cli, executors
+    from studyspec.load import loads
+    from studyspec.spec.study import Launch
+
+    assert typing.get_args(Launch.model_fields["executor"].annotation) == executors.NAMES
+    assert tuple(e.value for e in cli.Executor) == executors.NAMES
+    loaded = loads("study: s\ndata: {dataset: digits}\nmodel: {arch: mlp}\ntrain: {steps: 10}\n"
+                   "runs: {dense: {regime: dense}}\n", data_check=False)
+    for name in executors.NAMES:
+        ex = executors.create(name, loaded)
+        assert isinstance(ex, executors.Executor) and ex.name == name
