@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import operator
+import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -153,39 +155,50 @@ class Template:
     ``key(*values)`` and ``spec(*values)`` make a job's key and typed job. The id is the
     hash of the key's canonical JSON; since only the values differ from job to job, the
     template makes that JSON once with stand-ins for them and fills each job's values into
-    it (a format string), checked against the JSON of the first job's key made in full."""
+    it (``format % pick(values)``), checked against the JSON of the first job's key made in
+    full."""
 
-    __slots__ = ("kind", "names", "offset", "key", "spec", "format", "_first", "_memo")
+    __slots__ = ("kind", "names", "offset", "key", "spec", "format", "pick", "_first", "_memo")
 
     def __init__(self, kind: str, names: tuple[str, ...], key, spec, offset: int = 0):
         self.kind, self.names, self.key, self.spec = kind, names, key, spec
         self.offset = offset  # added to the sweep point's seed (a run's seed_offset)
-        # the canonical JSON of a job's key with {0} for its seed and {1}... for the ids: None
-        # until the second job (made from the first's key and checked), False if it cannot be
+        # the canonical JSON of a job's key with %s where its values go (in the order `pick`
+        # takes them from the values): None until the second job (made then, and checked
+        # against the first job's key), False if it does not reproduce that key
         self.format: str | None | bool = None
+        self.pick = None
         self._first = None  # (values, canonical JSON of the key) of the first job
         self._memo: dict = {}
 
     def job_id(self, values: tuple) -> str:
-        fmt = self.format
-        if fmt:
-            return digest(fmt.format(*values))
-        if fmt is None:
+        if self.format is None:
             if self._first is None:
                 self._first = (values, canonical(self.key(*values)))
                 return digest(self._first[1])
-            self.format = fmt = self._make_format()
-            if fmt:
-                return digest(fmt.format(*values))
+            self._make_format()
+        if self.format:
+            return digest(self.format % self.pick(values))
         return job_id(self.key(*values))
 
-    def _make_format(self) -> str | bool:
-        text = canonical(self.key(SEED, *(REF.format(i) for i in range(len(self.names)))))
-        fmt = text.replace("{", "{{").replace("}", "}}").replace(canonical(SEED), "{0}")
-        for i in range(len(self.names)):
-            fmt = fmt.replace(canonical(REF.format(i)), f'"{{{i + 1}}}"')
+    def _make_format(self) -> None:
+        stand_ins = [SEED, *(REF.format(i) for i in range(len(self.names)))]
+        text = canonical(self.key(*stand_ins)).replace("%", "%%")
+        encoded = {canonical(s): i for i, s in enumerate(stand_ins)}  # a JSON string, quotes included
+        order = []
+
+        def fill(m):
+            i = encoded[m.group(0)]
+            order.append(i)
+            return "%s" if i == 0 else '"%s"'  # the seed is a number, an id a string
+
+        fmt = re.sub("|".join(map(re.escape, encoded)), fill, text)
         values, first = self._first
-        return fmt if fmt.format(*values) == first else False
+        pick = operator.itemgetter(*order) if order else None
+        if pick is None or fmt % pick(values) != first:
+            self.format = False
+            return
+        self.format, self.pick = fmt, pick
 
     def memo(self, name: str, make):
         """``make()``, once per template: for what is the same for all its jobs (the cost estimate)."""
@@ -309,7 +322,7 @@ def build(study: Study) -> Plan:
             else:
                 run_ids, values = (), (seed + t.offset,)
             fmt = t.format
-            jid = ids[name] = sha256(fmt.format(*values).encode()).hexdigest()[:ID_LENGTH] if fmt else t.job_id(values)
+            jid = ids[name] = sha256((fmt % t.pick(values)).encode()).hexdigest()[:ID_LENGTH] if fmt else t.job_id(values)
             if jid not in jobs_:
                 stage = 0
                 for d in run_ids:

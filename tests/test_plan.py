@@ -142,7 +142,10 @@ def test_a_template_falls_back_to_full_keys_when_its_format_does_not_reproduce_t
     values = [(0, "a" * 16), (1, "b" * 16), (2, "c" * 16)]
     assert [t.job_id(v) for v in values] == [job_id(key(*v)) for v in values]
     assert t.format is False
-    ok = Template("train", ("prune",), lambda seed, ref: {"seed": seed, "mask": {"job": ref, "artifact": "final"}}, None)
-    assert [ok.job_id(v) for v in values] == [job_id({"seed": s, "mask": {"job": r, "artifact": "final"}})
-                                             for s, r in values]
-    assert ok.format == '{{"mask":{{"artifact":"final","job":"{1}"}},"seed":{0}}}'
+    def key(seed, ref):
+        return {"seed": seed, "mask": {"job": ref, "artifact": "final"}, "note": "100%s {0}"}
+
+    ok = Template("train", ("prune",), key, None)
+    assert [ok.job_id(v) for v in values] == [job_id(key(*v)) for v in values]
+    assert ok.format == '{"mask":{"artifact":"final","job":"%s"},"note":"100%%s {0}","seed":%s}'
+    assert ok.pick((7, "x")) == ("x", 7)
