@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from enum import Enum
@@ -77,7 +78,12 @@ def _plan_and_store(spec: Path, store: Optional[Path], data_check: bool = True,
         loaded = current(loaded, st)
     else:
         st = Store(store or loaded.study.output.store)
-    return loaded, build(loaded.study), st
+    plan = build(loaded.study)
+    # the plan lives as long as the command: its objects (a few per job) leave the cyclic
+    # collector's generations, which scanned them again and again after build (about 0.2 s
+    # of CPU for 10^5 jobs); they are freed as usual when the command ends
+    gc.freeze()
+    return loaded, plan, st
 
 
 @app.command()
