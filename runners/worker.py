@@ -146,11 +146,15 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     import torch  # noqa: F401  (the point of this worker: imported once)
+    import torch._dynamo  # noqa: F401  (imported by the first optimizer a job makes: ~1.5 s of CPU; starts no thread)
 
     import runners.job  # noqa: F401
     import runners.machine  # noqa: F401
     import runners.paths  # noqa: F401
     import runners.train  # noqa: F401
+    from runners import environment
+
+    environment.packages()  # read once here (the distributions this worker's imports came from)
 
     for line in stdin:
         run_dir, log_path = json.loads(line)
@@ -219,10 +223,22 @@ def _vm_bytes() -> int:
     return 0
 
 
+def _exit_now() -> None:
+    """End this process at once, its output flushed: the interpreter's own teardown after
+    torch has been imported costs ~1 s of CPU (several seconds of wall on a busy machine),
+    and a worker has nothing left to clean up (every file it writes is closed, and written
+    atomically, before this point)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":  # argv[2]: the store, to tell workers apart in ps
         serve()
+        _exit_now()
     elif len(sys.argv) != 2:
         sys.exit("usage: python -m runners.worker RUN_DIR | --serve STORE")
     else:
         run(sys.argv[1])
+        _exit_now()
