@@ -5,9 +5,11 @@ batch 256): a study of N dense jobs of S steps (one per seed) on 2 workers, with
 long-lived workers (default) and with a fresh process per job (STUDYSPEC_JOBS_PER_WORKER=0),
 against one such job alone; each a whole `studyspec launch` command in a fresh store, wall
 and CPU (the launch and every worker, children included). Target: the N-job study on the
-workers in at most 2.5x the time of one job alone.
+workers in at most 2.5x the time of one job alone. Each store starts with the mnist1d data
+already cached (copied from one cache made first, not timed), as in any store after its first
+job; --cold leaves the stores empty, so that each launch also generates the data (~4 s of CPU).
 
-    .venv/bin/python bench/worker_pool.py --jobs 24 --steps 50 [--repeats 1]
+    .venv/bin/python bench/worker_pool.py --jobs 24 --steps 50 [--repeats 1] [--cold]
     .venv/bin/python bench/worker_pool.py --quickstart     # the quick-start's total CPU, both ways
 
 With --quickstart: specs/quickstart.yaml launched in a fresh store with the long-lived
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +40,9 @@ runs:
 """
 
 
-def launch(spec: Path, store: Path, jobs_per_worker: int, workers: int) -> tuple[float, float]:
+def launch(spec: Path, store: Path, jobs_per_worker: int, workers: int, cache: Path | None = None) -> tuple[float, float]:
+    if cache is not None:  # the store's dataset cache, filled beforehand
+        shutil.copytree(cache, store / "_cache")
     env = dict(os.environ, STUDYSPEC_JOBS_PER_WORKER=str(jobs_per_worker))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -55,6 +60,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--quickstart", action="store_true")
+    ap.add_argument("--cold", action="store_true", help="empty stores: each launch generates the dataset too")
     args = ap.parse_args()
     if args.quickstart:
         tmp = Path(tempfile.mkdtemp(prefix="bench-pool-qs-"))
@@ -71,14 +77,19 @@ def main():
     one, many = tmp / "one.yaml", tmp / "many.yaml"
     one.write_text(SPEC.format(steps=args.steps, seeds=[0]))
     many.write_text(SPEC.format(steps=args.steps, seeds=list(range(args.jobs))))
-    # the dataset cache is per store: fill it once per store the same way for every variant
+    cache = None
+    if not args.cold:  # the dataset cache is per store: fill one, copied into every store before its launch
+        cache = tmp / "cache"
+        subprocess.run([sys.executable, "-c", "import sys; from runners.data import batches; "
+                        "batches({'dataset': 'mnist1d', 'batch_size': 256}, sys.argv[1])", str(cache)],
+                       check=True, cwd=ROOT)
     print(f"uptime: {os.popen('uptime').read().strip()}")
     rows = {"one job alone": [], f"{args.jobs} jobs, long-lived workers": [],
             f"{args.jobs} jobs, fresh process per job": []}
     for r in range(args.repeats):  # interleaved
-        rows["one job alone"].append(launch(one, tmp / f"one{r}", 50, args.workers))
-        rows[f"{args.jobs} jobs, long-lived workers"].append(launch(many, tmp / f"pool{r}", 50, args.workers))
-        rows[f"{args.jobs} jobs, fresh process per job"].append(launch(many, tmp / f"fresh{r}", 0, args.workers))
+        rows["one job alone"].append(launch(one, tmp / f"one{r}", 50, args.workers, cache))
+        rows[f"{args.jobs} jobs, long-lived workers"].append(launch(many, tmp / f"pool{r}", 50, args.workers, cache))
+        rows[f"{args.jobs} jobs, fresh process per job"].append(launch(many, tmp / f"fresh{r}", 0, args.workers, cache))
     alone = min(w for w, _ in rows["one job alone"])
     for name, v in rows.items():
         wall, cpu = min(v)
