@@ -177,7 +177,10 @@ class Store:
 
     @property
     def cache_dir(self) -> Path:
-        return self.root / "_cache"
+        """Where jobs keep generated datasets: `<root>/_cache`, or the folder STUDYSPEC_DATA_CACHE
+        names (one cache for several stores: the tests' stores, a user's studies)."""
+        shared = os.environ.get("STUDYSPEC_DATA_CACHE")
+        return Path(shared).absolute() if shared else self.root / "_cache"
 
     def check_dir(self, job_id: str) -> Path:
         """The job's run directory; StoreError if a symbolic link or another non-directory is there."""

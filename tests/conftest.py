@@ -15,10 +15,19 @@ train: {steps: 60, eval_every: 20}
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def cache(tmp_path_factory):
-    """One dataset cache for the session: each dataset is generated or read once."""
-    return tmp_path_factory.mktemp("cache")
+    """One dataset cache for the session: each dataset is generated or read once, by the
+    tests that call the runners with it and, through STUDYSPEC_DATA_CACHE, by every job
+    the tests launch in their own stores (mnist1d costs ~4 s of CPU to generate)."""
+    path = tmp_path_factory.mktemp("cache")
+    before = os.environ.get("STUDYSPEC_DATA_CACHE")
+    os.environ["STUDYSPEC_DATA_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("STUDYSPEC_DATA_CACHE", None)
+    else:
+        os.environ["STUDYSPEC_DATA_CACHE"] = before
 
 
 @pytest.fixture
