@@ -42,6 +42,19 @@ def study(tmp_path):
     return spec, tmp_path / "store", tmp_path / "tiny.nc"
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny study run once for the module (`studyspec run -j 2` in a fresh store):
+    (spec, store, netCDF, the command's output). Read only: a test that changes a store
+    works on a copy of it."""
+    root = tmp_path_factory.mktemp("tiny")
+    spec = root / "tiny.yaml"
+    spec.write_text(SPEC)
+    store, out = root / "store", root / "tiny.nc"
+    proc = studyspec("run", spec, "--store", store, "--out", out, "-j", "2", check=True)
+    return spec, store, out, proc
+
+
 def test_cli_does_not_import_torch():
     code = "import sys, studyspec.cli, studyspec.load, studyspec.plan; print(sorted(m for m in ('torch', 'xarray', 'runners') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -67,10 +80,11 @@ def test_plan_writes_nothing(study, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.yaml"]
 
 
-def test_run_collect_rerun_and_resume_one_job(study):
-    spec, store, out = study
-    proc = studyspec("run", spec, "--store", store, "--out", out, "-j", "2", check=True)
+def test_run_collect_rerun_and_resume_one_job(trained, tmp_path):
+    spec, shared, out, proc = trained
     assert "ran 8, already done 0" in proc.stderr
+    store = tmp_path / "store"  # the trained store, copied: this test deletes a shard
+    shutil.copytree(shared, store, symlinks=True)
     ds = xr.open_dataset(out)
     assert ds.train_loss.dims == ("run", "seed", "step")
     assert ds.path_train_loss.dims == ("path", "seed", "t")
@@ -103,26 +117,22 @@ def test_run_collect_rerun_and_resume_one_job(study):
     assert {j: starts(store, j) for j in set(ids)} == {j: 2 if j == victim else 1 for j in set(ids)}
 
 
-def test_same_spec_same_numbers(study, tmp_path):
-    spec, store, out = study
-    other = tmp_path / "other.nc"
-    studyspec("run", spec, "--store", store, "--out", out, check=True)
+def test_same_spec_same_numbers(trained, tmp_path):
+    spec, _, out, _ = trained
+    other = tmp_path / "other.nc"  # run again in another store (and with the default workers)
     studyspec("run", spec, "--store", tmp_path / "store2", "--out", other, check=True)
     a, b = xr.open_dataset(out), xr.open_dataset(other)
     for var in ("train_loss", "test_acc", "path_train_loss"):
         assert np.array_equal(a[var].values, b[var].values, equal_nan=True), var
 
 
-def test_failed_job_leaves_dependants_unstarted(study):
-    spec, store, out = study
-    plan = studyspec("run", spec, "--store", store, "--out", out, "-j", "1")
-    assert plan.returncode == 0
-    ds = xr.open_dataset(out)
-    prune0 = ds.run_job_id.sel(run="prune", seed=0).item()
-    scratch0 = ds.run_job_id.sel(run="scratch", seed=0).item()
-    path0 = ds.path_job_id.sel(path="bad_to_good", seed=0).item()
-    ds.close()
-    shutil.rmtree(store)
+def test_failed_job_leaves_dependants_unstarted(trained, tmp_path):
+    spec, _, out, _ = trained
+    store = tmp_path / "store"
+    with xr.open_dataset(out) as ds:  # the job ids, from the study run once for the module
+        prune0 = ds.run_job_id.sel(run="prune", seed=0).item()
+        scratch0 = ds.run_job_id.sel(run="scratch", seed=0).item()
+        path0 = ds.path_job_id.sel(path="bad_to_good", seed=0).item()
     # a directory where prune (seed 0) must write final.pt makes that job fail for real
     (store / prune0 / "final.pt" / "blocker").mkdir(parents=True)
     proc = studyspec("launch", spec, "--store", store)
