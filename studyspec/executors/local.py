@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -230,6 +231,16 @@ class LocalRun:
                     where = self.store.root / "_local" / "workers.log"
                 self.console.print(f"[red]failed[/] {label(self.plan, jid)}: exit code {code}, log: {where}")
 
+    def wait(self, timeout: float) -> None:
+        """Until a running job may have ended, at most `timeout` seconds: a worker says so on
+        its stdout, so a finished job is reaped (and its worker given the next job) at once
+        instead of at the next tick; a fresh process per job is polled every `timeout`."""
+        pipes = [h.proc.stdout for h, _ in self.running.values() if isinstance(h, _Worker)]
+        if pipes and len(pipes) == len(self.running):
+            select.select(pipes, [], [], timeout)
+        else:
+            time.sleep(timeout)
+
     def stop(self):
         """Interrupted: stop the running workers; finished jobs are kept, these rerun next time."""
         for proc, _ in self.running.values():
@@ -253,7 +264,7 @@ class LocalRun:
                     self.reap()
                     live.update(self.view())
                     if self.running:
-                        time.sleep(0.1)
+                        self.wait(0.1)
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
             self.stop()
