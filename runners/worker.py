@@ -155,6 +155,7 @@ def serve(stdin=sys.stdin, stdout=sys.stdout) -> None:
     from runners import environment
 
     environment.packages()  # read once here (the distributions this worker's imports came from)
+    torch.backends.cudnn.version()  # loads cuDNN's library to ask its version (45 ms a job); no CUDA context
 
     for line in stdin:
         run_dir, log_path = json.loads(line)
