@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ...errors import UserError
@@ -49,7 +50,9 @@ def check(loaded, plan: Plan, res: dict) -> None:
             raise UserError([locate.several_tasks(loaded, kind, f"{kind} jobs ask for {r['nodes']} node(s) x "
                                                   f"{r['tasks_per_node']} task(s): only training jobs run on "
                                                   "several tasks (DDP); a path query runs in one")])
-    problems = [locate.rejected(loaded, k, err) for k in kinds_used if (err := test_only(res[k]))]
+    with ThreadPoolExecutor() as pool:  # the checks wait on slurmctld: ask for every kind at once
+        errors = list(pool.map(lambda k: test_only(res[k]), kinds_used))
+    problems = [locate.rejected(loaded, k, err) for k, err in zip(kinds_used, errors) if err]
     if problems:
         raise UserError(problems)
 
