@@ -172,6 +172,22 @@ def test_path_jobs_on_several_tasks_are_a_located_error(tmp_path):
     assert not (tmp_path / "store").exists()
 
 
+def test_a_controller_that_takes_no_job_is_not_blamed_on_the_settings(monkeypatch):
+    """sbatch's EAGAIN (slurmctld's job table full, MaxJobCount, or the controller overloaded)
+    says so and asks to launch again, instead of pointing at the spec's settings. (Seen on the
+    local cluster after ~10,000 jobs were submitted and cancelled within MinJobAge; here the
+    answer of `sbatch --test-only` is given, as a full table is slow to make.)"""
+    loaded = loads(SPEC)
+    monkeypatch.setattr(slurm_launch, "test_only",
+                        lambda res: "allocation failure: Resource temporarily unavailable")
+    res = {k: slurm_settings.settings(loaded.study.launch.slurm, k) for k in slurm_settings.KINDS}
+    with pytest.raises(UserError) as e:
+        slurm_launch.check(loaded, build(loaded.study), res)
+    msg = str(e.value)
+    assert "SLURM takes no new job at the moment" in msg and "launch again in a few minutes" in msg, msg
+    assert "rejects" not in msg and "launch.slurm" not in msg, msg
+
+
 # --- on a real cluster ---------------------------------------------------------------------
 
 def _slurm_env() -> dict:

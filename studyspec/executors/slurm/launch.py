@@ -41,6 +41,9 @@ def test_only(res: dict) -> str | None:
     return None
 
 
+BUSY = "Resource temporarily unavailable"  # sbatch's words when slurmctld refuses any new job (EAGAIN)
+
+
 def check(loaded, plan: Plan, res: dict) -> None:
     """Refuse bad settings before anything is queued, with located errors."""
     kinds_used = sorted({j.kind for j in plan.jobs.values()})
@@ -52,6 +55,12 @@ def check(loaded, plan: Plan, res: dict) -> None:
                                                   "several tasks (DDP); a path query runs in one")])
     with ThreadPoolExecutor() as pool:  # the checks wait on slurmctld: ask for every kind at once
         errors = list(pool.map(lambda k: test_only(res[k]), kinds_used))
+    busy = next((err for err in errors if err and BUSY in err), None)
+    if busy:  # not the settings: slurmctld takes no job now (its job table full, or overloaded)
+        raise UserError.single(f"SLURM takes no new job at the moment ({busy}); nothing was queued", file="sbatch",
+                               hint="the controller's job table may be full (`scontrol show config | grep "
+                                    "MaxJobCount`; finished jobs leave it after MinJobAge) or it is overloaded: "
+                                    "launch again in a few minutes")
     problems = [locate.rejected(loaded, k, err) for k, err in zip(kinds_used, errors) if err]
     if problems:
         raise UserError(problems)
