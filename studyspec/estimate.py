@@ -56,12 +56,8 @@ def job_seconds(job) -> float:
 def gpu_hours(plan) -> dict[str, float]:
     """{'train': h, 'path': h, 'total': h} for every job of the plan (done or not)."""
     out = {"train": 0.0, "path": 0.0}
-    hours: dict[int, float] = {}  # id(template) -> hours of each of its jobs
     for job in plan.jobs.values():
-        h = hours.get(id(job.template))
-        if h is None:
-            h = hours[id(job.template)] = job_seconds(job) / 3600
-        out[job.kind] = out.get(job.kind, 0.0) + h
+        out[job.kind] = out.get(job.kind, 0.0) + job_seconds(job) / 3600
     out["total"] = sum(out.values())
     return out
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import itertools
 import operator
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .hashing import ID_LENGTH, canonical, digest, job_id
+from .hashing import canonical, digest, job_id
 from .refs import run_order
 from .spec import Study, split_ref
 from .spec import jobs
@@ -308,7 +307,7 @@ def _build(study: Study) -> Plan:
     with_paths = bool(study.paths)
     ids_at: dict[tuple, dict[str, str]] = {}  # sweep point (coordinate indices) -> run -> job id
     deferred = []  # paths are planned once every point's runs are, so endpoints may lie at other points
-    jobs_, cells_append, sha256 = plan.jobs, plan.cells.append, hashlib.sha256
+    jobs_, cells_append = plan.jobs, plan.cells.append
     for combo in itertools.product(*(range(len(d.values)) for d in ds)):
         index = dict(zip(names, combo))
         got = None
@@ -334,7 +333,7 @@ def _build(study: Study) -> Plan:
             else:
                 run_ids, values = (), (seed + t.offset,)
             fmt = t.format
-            jid = ids[name] = sha256((fmt % t.pick(values)).encode()).hexdigest()[:ID_LENGTH] if fmt else t.job_id(values)
+            jid = ids[name] = digest(fmt % t.pick(values)) if fmt else t.job_id(values)
             if jid not in jobs_:
                 stage = 0
                 for d in run_ids:
