@@ -15,6 +15,28 @@ train: {steps: 60, eval_every: 20}
 """
 
 
+# The tests that use the one SLURM cluster .ci/run starts (two one-CPU nodes): under
+# pytest-xdist (-n) they all run on one worker, one after another, as without it: they
+# count the cluster's queue and wait for its CPUs, so two of them at once would only queue.
+CLUSTER_FILES = {"test_slurm.py", "test_local_slurm.py", "test_cluster_setup.py"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's `load` scheduling, with the cluster's tests as one unit of work (given out
+    first: the biggest unit). xdist's own `loadgroup` does not group under pytest 9.2 (it
+    renames item._nodeid, which pytest no longer reads), hence this."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ClusterTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "slurm cluster" if nodeid.split("::")[0].rsplit("/", 1)[-1] in CLUSTER_FILES else nodeid
+
+    return ClusterTestsTogether(config, log)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def bytecode():
     """Compile the project's modules once: with PYTHONDONTWRITEBYTECODE set (as on the CI
@@ -30,8 +52,14 @@ def bytecode():
 def cache(tmp_path_factory):
     """One dataset cache for the session: each dataset is generated or read once, by the
     tests that call the runners with it and, through STUDYSPEC_DATA_CACHE, by every job
-    the tests launch in their own stores (mnist1d costs ~4 s of CPU to generate)."""
-    path = tmp_path_factory.mktemp("cache")
+    the tests launch in their own stores (mnist1d costs ~4 s of CPU to generate). Under
+    pytest-xdist the workers share it (the run's temporary folder, above each worker's own):
+    jobs write their cache files atomically, as concurrent jobs of one store do."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "cache"
+        path.mkdir(exist_ok=True)
+    else:
+        path = tmp_path_factory.mktemp("cache")
     before = os.environ.get("STUDYSPEC_DATA_CACHE")
     os.environ["STUDYSPEC_DATA_CACHE"] = str(path)
     yield path

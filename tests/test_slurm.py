@@ -299,6 +299,15 @@ def drained(env, prefix: str, timeout: float = 120) -> None:
         time.sleep(0.5)
 
 
+def _resumed(store, job_id, ranks: int, deadline: float) -> None:
+    """Wait until every rank of the started-again job has resumed from its checkpoint (a
+    checkpoint written after the requeue could otherwise still come from the stopping one)."""
+    log = store / job_id / "log.txt"
+    while len(re.findall(r"^resuming from step", log.read_text() if log.exists() else "", re.M)) < ranks:
+        assert time.time() < deadline, "the requeued job did not resume"
+        time.sleep(0.2)
+
+
 def _new_checkpoint(store, job_id, after: float, deadline: float) -> None:
     """Wait until the running job writes a resume checkpoint later than `after`."""
     ckpt = store / job_id / "resume.pt"
@@ -331,9 +340,9 @@ def test_requeued_job_resumes_from_its_checkpoint(cluster, tmp_path, nodes):
     assert [r["task"] for _, r in others] == ([] if nodes > 1 else [rec["task"][:-1] + "1"]), jobs
     deadline = time.time() + 300
     _new_checkpoint(store, job_id, 0, deadline)  # the running job wrote a checkpoint
-    requeued = time.time()
     subprocess.run(["scontrol", "requeue", rec["task"]], env=cluster, check=True)
-    _new_checkpoint(store, job_id, requeued, deadline)  # started again, and checkpointed since
+    _resumed(store, job_id, nodes, deadline)  # started again on every rank
+    _new_checkpoint(store, job_id, time.time(), deadline)  # and checkpointed since
     # the time-limit signal: submitit's handler checkpoints (RunJob.checkpoint) and requeues the task
     subprocess.run(["scancel", "--signal=USR2", rec["task"]], env=cluster, check=True)
     plan, states = wait_all(spec, store)
