@@ -78,7 +78,9 @@ def _run(job: dict, store: Store, world) -> bool:
     if world.size > 1 and job["kind"] != "train":
         raise SystemExit(f"job {job['id']}: {job['kind']} jobs run in one process; this one has "
                          f"{world.size} (launch.slurm.{job['kind']}: nodes 1, tasks_per_node 1)")
-    bad = [p for d in job["deps"] for p in store.check_artifacts(d)] if world.main else []
+    bad = [p for d in job["deps"] for p in store.check_artifacts(d)] if world.main else None
+    if world.size > 1:  # rank 0's verdict, so that every rank stops with the reason, none in a collective
+        bad = distributed.broadcast_object(bad)
     if bad:
         raise SystemExit(f"job {job['id']}: an input is not the one its job wrote, refusing to run on it:\n  "
                          + "\n  ".join(bad) + "\n  (`studyspec verify SPEC --quarantine` sets such jobs aside "

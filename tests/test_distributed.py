@@ -48,7 +48,7 @@ def worker_env(**extra) -> dict:
     return dict(env, OMP_NUM_THREADS="1", STUDYSPEC_THREADS="1", **extra)
 
 
-def run_ranks(run_dir: Path, n: int = 2) -> list[subprocess.CompletedProcess]:
+def run_ranks(run_dir: Path, n: int = 2, timeout: float = 300) -> list[subprocess.CompletedProcess]:
     """The worker as n tasks of one SLURM job step (what srun starts), on this machine."""
     port = str(free_port())
     procs = [subprocess.Popen([sys.executable, "-m", "runners.worker", str(run_dir)], cwd=ROOT,
@@ -59,7 +59,7 @@ def run_ranks(run_dir: Path, n: int = 2) -> list[subprocess.CompletedProcess]:
              for r in range(n)]
     out = []
     for p in procs:
-        stdout, _ = p.communicate(timeout=300)
+        stdout, _ = p.communicate(timeout=timeout)
         out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout))
     return out
 
@@ -178,3 +178,26 @@ def test_world_from_the_environment(monkeypatch):
     assert distributed.master_port() == 20000 + 123456 % 20000
     monkeypatch.setenv("MASTER_PORT", "29500")
     assert distributed.master_port() == 29500
+
+
+def test_an_input_refused_by_rank_0_stops_every_rank(tmp_path):
+    """Rank 0 alone checks the job's inputs against the hashes their jobs recorded; when it
+    refuses one, every rank must stop with its reason at once, not wait in the first
+    collective for a rank 0 that is gone (gloo's timeout: 30 minutes)."""
+    spec = SPEC.replace("steps: 60", "steps: 20").replace("checkpoint_every: 20", "checkpoint_every: 0") + (
+        RUNS["prune"] + "  scratch: {regime: fixed_mask, mask: prune.final, init: fresh}\n")
+    plan = build(loads(spec).study)
+    store = Store(tmp_path / "store")
+    prune, scratch = (next(j for j in plan.jobs.values() if run in plan.names_of(j.id)) for run in ("prune", "scratch"))
+    done = subprocess.run([sys.executable, "-m", "runners.worker", str(store.prepare(prune))], cwd=ROOT,
+                          env=worker_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    final = store.run_dir(prune.id) / "final.pt"
+    state = load(final)
+    torch.save({k: v + 1 for k, v in state.items()}, final)  # a valid file, not the one the job wrote
+    ranks = run_ranks(store.prepare(scratch), timeout=120)
+    for r, p in enumerate(ranks):
+        assert p.returncode != 0, p.stdout
+        assert "an input is not the one its job wrote" in p.stdout and "final.pt: content differs" in p.stdout, (r, p.stdout)
+        assert "starting" not in p.stdout, p.stdout
+    assert not store.shard(scratch.id).exists()
