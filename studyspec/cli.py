@@ -214,7 +214,7 @@ def _launch(spec: Path, store: Optional[Path], executor: Optional[Executor], opt
     from . import executors
 
     loaded, p, st = _plan_and_store(spec, store, overrides=overrides, loaded=loaded)
-    if waves and loaded.study.seeds is not None and all(st.is_done(j) for j in p.jobs):
+    if waves and loaded.study.seeds is not None and st.done_among(p.jobs) == set(p.jobs):
         nxt = _next_wave(loaded, _collect(loaded, p, st, None))
         if nxt is not None:
             loaded, p, st = _plan_and_store(spec, store, loaded=nxt)

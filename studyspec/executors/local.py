@@ -151,7 +151,8 @@ class LocalRun:
             jobs_per_worker = int(env) if env.isdigit() else JOBS_PER_WORKER
         self.jobs_per_worker = jobs_per_worker
         self.idle: list[_Worker] = []
-        self.out = Launched(done=[j for j in plan.jobs if store.is_done(j)])
+        done = store.done_among(plan.jobs)  # one listing of the store
+        self.out = Launched(done=[j for j in plan.jobs if j in done])
         self.done = set(self.out.done)
         self.pending = [j for j in plan.jobs.values() if j.id not in self.done]
         self.running: dict[str, tuple[_Fresh | _Worker, float]] = {}

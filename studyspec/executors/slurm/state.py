@@ -104,9 +104,10 @@ def job_states(plan: Plan, store: Store) -> dict[str, tuple[str, str | None]]:
     record = Record(store, plan.study.study).read()["jobs"]
     out: dict[str, tuple[str, str | None]] = {}
     pending = {}
+    done = store.done_among(plan.jobs)  # one listing of the store
     for j in plan.jobs:
         task = record.get(j, {}).get("task")
-        if store.is_done(j):
+        if j in done:
             out[j] = ("done", task)
         elif task:
             pending[j] = task
