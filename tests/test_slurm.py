@@ -461,6 +461,30 @@ def test_two_node_ddp_job_matches_the_local_run(cluster, tmp_path):
         assert np.allclose(got[var].values, ref[var].values, rtol=0, atol=1e-4, equal_nan=True), var
 
 
+LINES = """\
+import sys
+from pathlib import Path
+from studyspec.executors.slurm.task import to_log
+to_log(Path(sys.argv[1]))
+for i in range(3000):
+    print(sys.argv[2] * 40, i, flush=True)
+"""
+
+
+def test_the_ranks_of_a_job_write_whole_lines_to_its_log(tmp_path):
+    """The tasks of a multi-node job append to one log, under `python -u` (as submitit starts
+    them): each line must reach the file in one write, never split by another rank's line
+    (seen before: one rank's 'starting' line ran into the other's, and the test that reads
+    them failed once in about ten runs)."""
+    log = tmp_path / "log.txt"
+    procs = [subprocess.Popen([sys.executable, "-u", "-c", LINES, str(log), tag], cwd=ROOT) for tag in "AB"]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    lines = log.read_text().splitlines()
+    assert len(lines) == 6000
+    bad = [line for line in lines if not re.fullmatch(r"(A{40}|B{40}) \d+", line)]
+    assert not bad, bad[:5]
+
+
 def test_one_executor_interface_for_local_and_slurm(tmp_path):
     import inspect
 

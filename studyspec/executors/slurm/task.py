@@ -99,10 +99,16 @@ def stop(signum, frame):
 
 
 def to_log(path: Path) -> None:
-    """Send this process's stdout and stderr (Python's and the C library's) to `path`, appended."""
+    """Send this process's stdout and stderr (Python's and the C library's) to `path`, appended,
+    each line in one write: the tasks of a multi-node job share the log, and under `python -u`
+    (submitit's) print would write a line's text and its newline apart, so that another rank's
+    line could land between them."""
     sys.stdout.flush()
     sys.stderr.flush()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # a TextIOWrapper (not one a caller put in its place)
+            stream.reconfigure(line_buffering=True, write_through=False)
