@@ -151,9 +151,8 @@ class LocalRun:
             jobs_per_worker = int(env) if env.isdigit() else JOBS_PER_WORKER
         self.jobs_per_worker = jobs_per_worker
         self.idle: list[_Worker] = []
-        done = store.done_among(plan.jobs)  # one listing of the store
-        self.out = Launched(done=[j for j in plan.jobs if j in done])
-        self.done = set(self.out.done)
+        self.done = store.done_among(plan.jobs)  # one listing of the store
+        self.out = Launched(done=[j for j in plan.jobs if j in self.done])
         self.pending = [j for j in plan.jobs.values() if j.id not in self.done]
         self.running: dict[str, tuple[_Fresh | _Worker, float]] = {}
         self.launch = uuid.uuid4().hex  # recorded in the shards this launch's workers write
